@@ -1,0 +1,156 @@
+"""The supply-chain corpus: every malicious variant really fires with its vulnerable
+loader, the scanner flags 100% of them and 0% of the benign controls, scanning fires
+nothing, and the safe loaders block the pickles."""
+
+import hashlib
+import os
+import pickletools
+from pathlib import Path
+
+import pytest
+
+from labkit.supplychain import loaders, payloads, scanner
+from labkit.supplychain.payloads import ZOO_TARGETS
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    arts = payloads.build_corpus(root, rng=0)
+    before = _tree(root)
+    reports = {a.name: scanner.scan_file(a.path, allow=ZOO_TARGETS) for a in arts}
+    after_scan = _tree(root)
+    outcomes = {o.name: o for o in loaders.load_artifacts(arts)}  # one sandboxed child
+    return {"root": root, "arts": arts, "reports": reports, "before": before,
+            "after_scan": after_scan, "outcomes": outcomes}
+
+
+def test_corpus_size(corpus):
+    arts = corpus["arts"]
+    assert sum(a.malicious for a in arts) >= 20
+    assert sum(not a.malicious for a in arts) >= 10
+    assert len({a.name for a in arts}) == len(arts)
+
+
+def test_scanning_fires_no_canary_and_changes_nothing(corpus):
+    assert corpus["after_scan"] == corpus["before"]
+    assert not any(name.rsplit("/", 1)[-1].startswith("CANARY") for name in corpus["before"])
+
+
+def test_every_malicious_variant_fires_with_its_vulnerable_loader(corpus):
+    """Ground truth: a variant counts as malicious because its payload really runs."""
+    not_fired = [a.name for a in corpus["arts"] if a.malicious
+                 and not corpus["outcomes"][a.name].fired]
+    assert not_fired == []
+    for a in corpus["arts"]:
+        if a.malicious:
+            assert a.marker.exists(), a.name
+
+
+def test_benign_controls_load_without_firing(corpus):
+    for a in corpus["arts"]:
+        if not a.malicious:
+            o = corpus["outcomes"][a.name]
+            assert (o.fired, o.status) == (False, "loaded"), (a.name, o)
+            assert not list(a.path.parent.glob("CANARY*"))
+
+
+def test_scanner_flags_all_malicious_and_no_benign(corpus):
+    reports = corpus["reports"]
+    missed = [a.name for a in corpus["arts"] if a.malicious and reports[a.name].verdict != "flagged"]
+    false_pos = [(a.name, reports[a.name].findings) for a in corpus["arts"]
+                 if not a.malicious and reports[a.name].verdict != "clean"]
+    assert missed == []
+    assert false_pos == []
+
+
+def test_an_error_is_not_safety(corpus):
+    """Raw pickles fire *before* torch reports a corrupt file."""
+    for name in ("raw_pickle_p0", "raw_pickle_p2", "pickle_broken_stream", "pickle_stacked_legacy"):
+        o = corpus["outcomes"][name]
+        assert o.fired and o.status == "error", (name, o)
+
+
+def test_variants_cover_the_pickle_tricks(corpus):
+    ops, protos = set(), set()
+    for a in corpus["arts"]:
+        if a.malicious and a.carrier == "pickle" and a.path.read_bytes()[:2] != b"PK":
+            data = a.path.read_bytes()
+            trace = scanner.pickle_ops(data, limit=10_000)
+            ops |= {name for _, name, _ in trace}
+            protos.add(data[1] if data[0] == 0x80 else 0)
+    assert {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "MEMOIZE", "BINGET", "DUP", "POP",
+            "REDUCE"} <= ops
+    assert {0, 2, 4, 5} <= protos
+    carriers = {a.name for a in corpus["arts"] if a.malicious and a.carrier == "config"}
+    assert {"yaml_target_open", "json_hf_config", "safetensors_meta_json",
+            "safetensors_meta_literal", "nemo_yaml", "partial_factory", "reexport_target",
+            "alias_target", "yaml_python_tag"} <= carriers
+
+
+def test_decoys_do_not_hide_the_memoised_name(corpus):
+    art = next(a for a in corpus["arts"] if a.name == "pickle_memo_get")
+    names = scanner.pickle_globals(art.path.read_bytes())
+    assert names == ["builtins.open"]  # not the decoy collections.OrderedDict
+    # a naive "last two strings before STACK_GLOBAL" reading would see the decoys
+    strings = [arg for _, name, arg in scanner.pickle_ops(art.path.read_bytes())
+               if name == "SHORT_BINUNICODE"]
+    assert strings[2:4] == ["collections", "OrderedDict"]
+
+
+def test_safe_loaders_block_pickles(tmp_path):
+    names = [n for n, b in payloads.MALICIOUS.items() if b.spec[1] in ("torch", "numpy")]
+    arts = [payloads.build(n, tmp_path, rng=1) for n in names]
+    safe = {"torch": "torch_safe", "numpy": "numpy_safe"}
+    outs = loaders.load_in_subprocess([(a.name, a.path, safe[a.loader], a.marker) for a in arts])
+    assert [o.name for o in outs if o.fired] == []
+    assert all(o.status in ("blocked", "error") for o in outs)
+    assert sum(o.status == "blocked" for o in outs) >= len(outs) - 2  # legacy-format errors
+    benign = [payloads.build(n, tmp_path, rng=1) for n in ("state_dict", "state_dict_rich",
+                                                           "safetensors_plain")]
+    outs = loaders.load_in_subprocess([(a.name, a.path, "torch_safe", None) for a in benign])
+    assert [o.status for o in outs] == ["loaded"] * 3
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a = payloads.build("state_dict_large", tmp_path / "a", rng=3)
+    b = payloads.build("state_dict_large", tmp_path / "b", rng=3)
+    sd_a = scanner.member_bytes(a.path)
+    assert sd_a == scanner.member_bytes(b.path)
+    import torch
+
+    ta = torch.load(a.path, weights_only=True)
+    tb = torch.load(b.path, weights_only=True)
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_sandbox_refuses_writes_outside_and_processes(tmp_path):
+    """The child refuses writing outside the artifact folders and spawning processes."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    target = outside / "x"
+    p = inside / "escape.yaml"
+    p.write_text(f"a:\n  _target_: builtins.open\n  file: '{target}'\n  mode: w\n"
+                 "b:\n  _target_: subprocess.getoutput\n  _args_: ['true']\n")
+    q = inside / "proc.pkl"
+    import pickle
+    import subprocess
+
+    class Spawn:
+        def __reduce__(self):
+            return (subprocess.Popen, (["true"],))
+
+    q.write_bytes(pickle.dumps(Spawn()))
+    outs = loaders.load_in_subprocess([("escape", p, "config", None),
+                                       ("proc", q, "pickle", None)])
+    assert not target.exists()
+    assert [o.status for o in outs] == ["blocked", "blocked"]
+    assert "SandboxViolation" in outs[1].error
+    assert os.listdir(outside) == []

@@ -1,0 +1,51 @@
+"""Fuzz the scanner: random and mutated bytes never crash it and always get a verdict."""
+
+import functools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labkit.supplychain import payloads
+from labkit.supplychain.scanner import ScanReport, scan_bytes
+
+N_EXAMPLES = 250  # per test; two tests -> 500 inputs
+
+
+@functools.lru_cache(maxsize=1)
+def seeds() -> tuple[bytes, ...]:
+    import tempfile
+
+    names = ["torch_reduce", "raw_pickle_p0", "pickle_memo_get", "npz_odd_member",
+             "nemo_yaml", "safetensors_meta_literal", "json_hf_config", "yaml_python_tag",
+             "state_dict", "npy_float", "safetensors_plain", "nemo_benign"]
+    with tempfile.TemporaryDirectory(prefix="labkit-fuzz-") as root:
+        return tuple(payloads.build(n, root, rng=0).path.read_bytes() for n in names)
+
+
+def check(data: bytes) -> None:
+    r = scan_bytes(data, name="fuzz")
+    assert isinstance(r, ScanReport)
+    assert r.verdict in ("clean", "flagged")
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=4096),
+                 st.builds(lambda p, b: p + b, st.sampled_from(
+                     [b"\x80\x04", b"\x80\x02", b"PK\x03\x04", b"\x1f\x8b", b"\x93NUMPY",
+                      b"c", b"(", b"{", b"\x10\x00\x00\x00\x00\x00\x00\x00{"]),
+                     st.binary(max_size=2048))))
+def test_random_bytes(data):
+    check(data)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 11), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
+                                    min_size=1, max_size=8),
+       st.floats(0.05, 1.0))
+def test_mutated_corpus(i, flips, cut):
+    data = bytearray(seeds()[i])
+    for where, value in flips:
+        data[int(where * (len(data) - 1))] = value
+    check(bytes(data[: max(1, int(len(data) * cut))]))
