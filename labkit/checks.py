@@ -64,6 +64,19 @@ def solution(name: str) -> None:
     print(f"[{name}] solution: {_get(name).solution}")
 
 
+# ---- lesson 0: welcome ----------------------------------------------------------------------
+
+@exercise("l0_which_metric",
+          hint="One number is computed on ordinary test inputs, another on inputs the attacker "
+               "has prepared. Which one can an attack keep unchanged?",
+          solution="'attack_success': a backdoored model keeps its clean accuracy; only the "
+                   "attack success rate on triggered inputs shows the attack.")
+def _l0_which_metric(answer):
+    ok = str(answer).strip().lower().replace(" ", "_") in ("attack_success", "attack_success_rate")
+    return ok, ("yes: clean accuracy can stay at 0.96 while the attacker's goal is met."
+                if ok else "clean accuracy would look perfectly normal here; try another metric.")
+
+
 # ---- lesson 1: label flipping ---------------------------------------------------------------
 
 @exercise("l1_certified_radius",

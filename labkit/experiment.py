@@ -8,6 +8,7 @@ See Also: notebooks/00_welcome.ipynb
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Iterable, Optional
 
@@ -42,6 +43,30 @@ def _split(dataset: str, seed: int) -> data_mod.Split:
 def _no_attack_accuracy(dataset: str, seed: int, train_items: tuple) -> float:
     split = _split(dataset, seed)
     return metrics.clean_accuracy(models.train(split.train, seed=seed, **dict(train_items)), split.test)
+
+
+_VICTIMS: dict = {}
+
+
+def _attack_and_train(fn, split, rate, rng, params, seed, train_kw, progress, cache_key=None):
+    """Poison ``split.train`` and train the victim; reuse the last few results for the same
+    settings (a widget moving only a defence setting need not re-run the attack). Settings
+    that are not plain JSON (arrays, modules) are never cached."""
+    key = None
+    if cache_key is not None:
+        try:
+            key = json.dumps([cache_key, params, train_kw], sort_keys=True)
+        except TypeError:
+            key = None
+    if key is not None and key in _VICTIMS:
+        return _VICTIMS[key]
+    poisoned = fn(split.train, rate=rate, rng=rng, **params)
+    victim = models.train(poisoned, seed=seed, progress=progress, **train_kw)
+    if key is not None:
+        if len(_VICTIMS) >= 8:
+            _VICTIMS.pop(next(iter(_VICTIMS)))
+        _VICTIMS[key] = (poisoned, victim)
+    return poisoned, victim
 
 
 def run(attack: str, *, defence: Optional[str] = None, dataset: str = "digits", seed: int = 0,
@@ -83,14 +108,16 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: str = "digits", 
                            defence_params=defence_params or {}, train_kw=train_kw, split=split,
                            progress=progress)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    if split is None:
+    # independent streams, so a cached attack leaves the defence's randomness unchanged
+    rng, defence_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    cached = split is None
+    if cached:
         split = _split(dataset, seed)
         acc_clean = _no_attack_accuracy(dataset, seed, tuple(sorted(train_kw.items())))
     else:
         acc_clean = metrics.clean_accuracy(models.train(split.train, seed=seed, **train_kw), split.test)
-    poisoned: PoisonedDataset = spec.fn(split.train, rate=rate, rng=rng, **params)
-    victim = models.train(poisoned, seed=seed, progress=progress, **train_kw)
+    poisoned, victim = _attack_and_train(spec.fn, split, rate, rng, params, seed, train_kw, progress,
+                                         cache_key=(attack, dataset, seed, rate) if cached else None)
     result = dict(
         attack=attack, defence=defence, dataset=split.train.name, seed=seed,
         params={"rate": rate, **poisoned.params}, n_train=len(poisoned), n_poison=poisoned.n_poison,
@@ -101,14 +128,17 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: str = "digits", 
         view = poisoned.as_dataset()
         dkw = defence_params or {}
         if dspec.kind == "detector":
-            found = dspec.apply(view, victim, rng, **dkw)
+            found = dspec.apply(view, victim, defence_rng, **dkw)
             result["detection"] = metrics.detection_report(found, poisoned)
             defended = models.train(repair(view, found, dspec.repair), seed=seed, **train_kw)
         elif dspec.kind == "training":
             defended = models.train(view, seed=seed, **{**train_kw, **dspec.apply(**dkw)})
+        elif dspec.kind == "inference":  # filters test inputs; a rejected input is never an answer
+            defended = dspec.apply(view, victim, defence_rng, **dkw)
+            extra = dspec.report(defended, split.test, poisoned)
         else:
             defended = dspec.apply(view, seed, **dkw)
-        if dspec.report is not None:
+        if dspec.report is not None and dspec.kind != "inference":
             extra = dspec.report(defended, split.test)
         result["clean_accuracy_defended"] = metrics.clean_accuracy(defended, split.test)
         result["attack_success_defended"] = metrics.attack_success_rate(defended, poisoned, split.test)

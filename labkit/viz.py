@@ -11,7 +11,8 @@ import numpy as np
 from .types import Dataset, PoisonedDataset
 
 __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_histogram",
-           "certified_curve", "dataset_preview"]
+           "certified_curve", "dataset_preview", "run_summary",
+           "results_curve"]
 
 
 def _plt():
@@ -152,3 +153,44 @@ def dataset_preview(data: Dataset, n: int = 20):
     """``n`` evenly spaced images of ``data`` with their labels."""
     idx = np.linspace(0, len(data) - 1, n).astype(int)
     return image_grid(data.X[idx], [str(v) for v in data.y[idx]], ncols=10)
+
+
+def run_summary(result, *, ax=None):
+    """Bar chart of one :class:`~labkit.types.RunResult`: accuracy (and attack success)
+    without attack, attacked, and attacked + defended; detection precision/recall in the title."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
+    names = ["no attack", "attacked", f"+ {result.defence}" if result.defence else "defended"]
+    acc = [result.clean_accuracy_no_attack, result.clean_accuracy, result.clean_accuracy_defended]
+    x = np.arange(3)
+    bars = ax.bar(x - 0.2, [np.nan if a is None else a for a in acc], 0.4, label="clean accuracy")
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    if result.attack_success is not None:
+        asr = [np.nan, result.attack_success, result.attack_success_defended]
+        bars = ax.bar(x + 0.2, [np.nan if a is None else a for a in asr], 0.4, color="crimson",
+                      label="attack success")
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.12)
+    ax.legend(fontsize=8, loc="lower left")
+    title = f"{result.attack} {result.params}"
+    if result.detection:
+        d = result.detection
+        title += f"\ndetection precision {d['precision']:.2f}, recall {d['recall']:.2f}"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def results_curve(results: dict, *, x: str = "rate", y: str = "clean_accuracy",
+                  baseline: Optional[float] = None, title: str = "", ax=None):
+    """Curves from sweeps: ``{label: [RunResult, ...]}`` with ``x`` read from each result's
+    ``params`` and ``y`` from its fields (``clean_accuracy``, ``attack_success``, ...).
+    Several seeds at one ``x`` are drawn as a mean with a min-max band."""
+    curves = {}
+    for label, runs in results.items():
+        xs = sorted({r.params[x] for r in runs})
+        ys = [[getattr(r, y) for r in runs if r.params[x] == v] for v in xs]
+        curves[label] = (xs, np.array(ys, float))
+    return sweep_curves(curves, xlabel=x, ylabel=y.replace("_", " "), baseline=baseline,
+                        title=title, ax=ax)

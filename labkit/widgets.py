@@ -1,1 +1,76 @@
-"""Widget factories."""
+"""Widget factories for the notebooks: ipywidgets controls wired to one labkit call each.
+
+No logic lives here: every factory names its controls and a labkit function that turns the
+controls' values into a matplotlib figure; :func:`panel` does the wiring (an ``Output``
+redrawn on every change). Each factory returns the panel, which carries ``.controls``
+(name -> widget) and ``.refresh()`` so notebooks and tests can drive it without a browser.
+
+See Also: notebooks/01_label_flipping.ipynb
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+__all__ = ["panel", "label_flip_explorer"]
+
+
+def panel(fn: Callable, *, title: str = "", **controls):
+    """A VBox of ``controls`` above an Output showing ``fn(**values)``, redrawn on change.
+
+    ``fn`` returns a matplotlib figure. The returned box has ``.controls``, ``.output``,
+    ``.refresh()``, ``.figure`` (the last figure drawn) and ``.last_seconds`` (how long the
+    last redraw took).
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out = W.Output()
+    box = W.VBox([W.HTML(f"<b>{title}</b>")] if title else [])
+
+    def refresh(_change=None):
+        t0 = time.perf_counter()
+        values = {name: w.value for name, w in controls.items()}
+        with out:
+            out.clear_output(wait=True)
+            fig = fn(**values)
+            display(fig)
+            plt.close(fig)
+        box.figure, box.last_seconds = fig, time.perf_counter() - t0
+
+    for w in controls.values():
+        w.observe(refresh, names="value")
+    box.children = tuple(box.children) + (W.HBox(list(controls.values())[:3]),
+                                           W.HBox(list(controls.values())[3:]), out)
+    box.controls, box.output, box.refresh = controls, out, refresh
+    refresh()
+    return box
+
+
+def _slider(description, value, lo, hi, step, fmt=".2f"):
+    import ipywidgets as W
+
+    cls = W.IntSlider if isinstance(step, int) else W.FloatSlider
+    kw = {} if cls is W.IntSlider else {"readout_format": fmt}
+    return cls(value=value, min=lo, max=hi, step=step, description=description,
+               continuous_update=False, **kw)
+
+
+def label_flip_explorer(*, seed: int = 0):
+    """Lesson 1: flip rate, strategy, k and eta -> accuracy with and without k-NN sanitisation."""
+    import ipywidgets as W
+
+    from .experiment import run
+    from .viz import run_summary
+
+    return panel(
+        lambda rate, strategy, k, eta: run_summary(run(
+            "label_flip", defence="knn_sanitisation", seed=seed, rate=rate,
+            params={"strategy": strategy}, defence_params={"k": k, "eta": eta})),
+        title="Label flipping vs k-NN sanitisation",
+        rate=_slider("flip rate", 0.3, 0.05, 0.5, 0.05),
+        strategy=W.Dropdown(options=["random", "targeted", "optimised"], value="random",
+                            description="strategy"),
+        k=_slider("k", 10, 3, 30, 1),
+        eta=_slider("eta", 0.5, 0.3, 0.9, 0.05))

@@ -1,0 +1,68 @@
+"""Contract checkers: what every attack and every detector must satisfy.
+
+``check_attack`` and ``check_detector`` raise ``AssertionError`` with a readable message on
+the first broken promise; the test suite runs them over every registered method.
+
+See Also: labkit.registry, tests/test_contracts.py
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .types import Dataset, Detection, PoisonedDataset
+
+__all__ = ["check_attack", "check_detector"]
+
+
+def _same(a: PoisonedDataset, b: PoisonedDataset) -> bool:
+    return (np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
+            and np.array_equal(a.poison_idx, b.poison_idx))
+
+
+def check_attack(fn, data: Dataset, **kw) -> PoisonedDataset:
+    """Run ``fn(data, rng=0, **kw)`` twice and check the attack contract.
+
+    - returns a :class:`PoisonedDataset` of the same shape whose ``clean`` is ``data``'s rows;
+    - rows outside ``poison_idx`` are unchanged (pixels and labels), every row in it differs
+      from its clean version, unless the attack documents in-place clean-label rows (then
+      only pixels or only labels may differ: at least one must);
+    - ``data`` is not mutated; the same seed gives the same poisons.
+    """
+    X0, y0 = data.X.copy(), data.y.copy()
+    out = fn(data, rng=0, **kw)
+    assert isinstance(out, PoisonedDataset), f"{fn.__name__} must return a PoisonedDataset"
+    assert out.X.shape == data.X.shape and out.y.shape == data.y.shape, "shape changed"
+    assert np.array_equal(data.X, X0) and np.array_equal(data.y, y0), "input was mutated"
+    assert np.array_equal(out.clean.X, data.X) and np.array_equal(out.clean.y, data.y), \
+        "clean must be the untouched input"
+    outside = ~out.is_poison
+    assert np.array_equal(out.X[outside], data.X[outside]), "pixels changed outside poison_idx"
+    assert np.array_equal(out.y[outside], data.y[outside]), "labels changed outside poison_idx"
+    changed = (out.X != data.X).reshape(len(data), -1).any(1) | (out.y != data.y)
+    assert changed[out.poison_idx].all(), "a row in poison_idx is identical to its clean version"
+    assert out.n_poison > 0, "the attack changed nothing"
+    assert _same(out, fn(data, rng=0, **kw)), "same seed gave different poisons"
+    return out
+
+
+def check_detector(detect, features, labels, **kw) -> Detection:
+    """Run ``detect(features, labels, **kw)`` twice and check the detector contract.
+
+    - returns a :class:`Detection` with one finite score and one flag per row;
+    - inputs are not mutated; the result is deterministic;
+    - "higher = more suspicious": flagged rows' mean score is not below the unflagged
+      rows' mean.
+    """
+    f0, l0 = np.array(features, copy=True), np.array(labels, copy=True)
+    det = detect(features, labels, **kw)
+    assert isinstance(det, Detection), "a detector must return a Detection"
+    assert det.scores.shape == (len(labels),), "one score per row"
+    assert np.isfinite(det.scores).all(), "scores must be finite"
+    assert np.array_equal(features, f0) and np.array_equal(labels, l0), "input was mutated"
+    again = detect(features, labels, **kw)
+    assert np.array_equal(det.scores, again.scores) and np.array_equal(det.flagged, again.flagged), \
+        "not deterministic"
+    if 0 < det.n_flagged < len(labels):
+        assert det.scores[det.flagged].mean() >= det.scores[~det.flagged].mean(), \
+            "flagged rows must be the more suspicious ones (higher score)"
+    return det

@@ -1,0 +1,37 @@
+"""Project-level promises: Binder pins match, notebooks are committed executed and thin."""
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pins(path):
+    pins = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;#]+)", line.strip())
+        if m:
+            pins[m.group(1).lower()] = m.group(2).split("+")[0]
+    return pins
+
+
+def test_binder_pins_match_requirements():
+    main, binder = _pins(ROOT / "requirements.txt"), _pins(ROOT / "binder" / "requirements.txt")
+    assert main and main == binder
+    assert "+cpu" in (ROOT / "binder" / "requirements.txt").read_text()
+    assert "--no-deps" in (ROOT / "binder" / "postBuild").read_text()
+
+
+def test_notebooks_are_executed_thin_and_start_with_labkit():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 2
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        first = "".join(code[0]["source"])
+        assert "import labkit as lk" in first and "SEED = 0" in first, path.name
+        assert all(c["execution_count"] for c in code), f"{path.name} is not committed executed"
+        assert any("NBVAL_CHECK_OUTPUT" in "".join(c["source"]) for c in code), path.name
+        assert not any("sys.path" in "".join(c["source"]) for c in code), path.name
+        errors = [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors, f"{path.name} has stored errors"
