@@ -154,3 +154,19 @@ def test_sandbox_refuses_writes_outside_and_processes(tmp_path):
     assert [o.status for o in outs] == ["blocked", "blocked"]
     assert "SandboxViolation" in outs[1].error
     assert os.listdir(outside) == []
+
+
+def test_scan_summary_and_tables(tmp_path):
+    from labkit.supplychain import report
+
+    arts = payloads.build_corpus(tmp_path, rng=0, names=["torch_reduce", "nemo_yaml", "state_dict"])
+    arts[0].marker.write_text("left over from an earlier, deliberate load")
+    assert report.scan_summary(arts) == {"malicious_flagged": 2, "n_malicious": 2,
+                                         "benign_flagged": 0, "n_benign": 1,
+                                         "canaries_fired_during_scan": 0}
+    t = report.scan_table(arts)
+    assert t.column("verdict") == ["flagged", "flagged", "clean"]
+    assert str(tmp_path) not in str(t) and "(byte" not in str(t)
+    ops = report.opcode_table(scanner.member_bytes(arts[2].path), limit=3)
+    assert ops.column("opcode") == ["PROTO", "EMPTY_DICT", "BINPUT"]
+    assert "note" in report.third_party_table(arts).rows[0] or len(report.third_party_table(arts).rows) == 3

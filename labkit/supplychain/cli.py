@@ -17,7 +17,7 @@ import sys
 
 from .scanner import scan_paths
 
-__all__ = ["add_parser", "run_scan"]
+__all__ = ["add_parser", "run_scan", "main"]
 
 
 def add_parser(subparsers) -> None:
@@ -51,3 +51,11 @@ def run_scan(args: argparse.Namespace) -> int:
     if not reports or any(r.unreadable for r in reports):
         return 2
     return 1 if any(r.flagged for r in reports) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``scan`` on its own (for notebooks and scripts): ``main(["model.pt", "--json"])``."""
+    parser = argparse.ArgumentParser(prog="labkit")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["scan", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import shutil
 import struct
 import tarfile
 import tempfile
@@ -43,6 +44,7 @@ __all__ = [
     "BENIGN",
     "ZOO_TARGETS",
     "make_workdir",
+    "remove_workdir",
     "build",
     "build_corpus",
     "poisoned_checkpoint",
@@ -93,6 +95,15 @@ class Artifact:
 def make_workdir(prefix: str = "labkit-supplychain-") -> Path:
     """A fresh temporary folder for artifacts and their canaries."""
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def remove_workdir(root: Path | str) -> None:
+    """Delete a folder made by :func:`make_workdir` (refuses any other folder)."""
+    root = Path(root).resolve()
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if root.parent != tmp or not root.name.startswith("labkit-"):
+        raise ValueError(f"not a labkit temp folder: {root}")
+    shutil.rmtree(root)
 
 
 # --------------------------------------------------------------------------------------

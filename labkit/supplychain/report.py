@@ -9,6 +9,7 @@ notebooks/06_supply_chain.ipynb
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .loaders import POLICIES, load_in_subprocess
+from .loaders import POLICIES, load_artifacts, load_in_subprocess
 from .payloads import ZOO_TARGETS, Artifact, build
 from .scanner import ScanReport, scan_file
 
-__all__ = ["Table", "table", "scan_table", "ladder", "LADDER_CONFIGS", "third_party_table",
-           "THIRD_PARTY"]
+__all__ = ["Table", "table", "scan_table", "scan_summary", "ladder", "LADDER_CONFIGS",
+           "third_party_table", "THIRD_PARTY", "opcode_table", "fire_table", "compare_loaders"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,15 @@ def table(rows: Sequence[dict], title: str = "") -> Table:
     return Table(tuple(dict(r) for r in rows), title)
 
 
+_BYTE = re.compile(r" \(byte \d+\)|@\d+")
+
+
 def _summary(report: ScanReport, width: int = 70) -> str:
     if not report.findings:
         return "-"
     f = report.findings[0]
     where = f"{f.member}: " if f.member else ""
-    text = f"{f.kind}: {where}{f.detail}"
+    text = _BYTE.sub("", f"{f.kind}: {where}{f.detail}")  # offsets vary with temp paths
     more = f" (+{len(report.findings) - 1})" if len(report.findings) > 1 else ""
     if len(text) + len(more) > width:
         text = text[: width - len(more) - 3] + "..."
@@ -139,9 +143,16 @@ def _tool(name: str) -> str | None:
 def third_party_table(artifacts: Sequence[Artifact], *, timeout: float = 60) -> Table:
     """What picklescan / modelscan / fickling say about each artifact, when installed.
 
-    A tool's verdict is ``flagged`` when it exits non-zero with a finding (exit 1),
-    ``clean`` on exit 0 and ``error`` otherwise. Tools that are not installed are left
-    out; with none installed the table has one note row.
+    Verdicts come from exit codes: 0 ``clean``, 1 ``flagged``; modelscan's 3 ("no
+    supported files") is ``skipped``; anything else is ``error(N)``. Tools run with their
+    default settings (picklescan without ``--strict``). Tools that are not installed are
+    left out; with none installed the table has one note row.
+
+    Notes
+    -----
+    The lesson's canaries call ``open`` / ``Path.write_text`` rather than ``os.system``;
+    scanners built on block-lists of dangerous names can pass them, which is the same
+    weakness as Hydra's block-list, not proof that they would miss a real payload.
     """
     tools = {n: _tool(cmd[0]) for n, cmd in THIRD_PARTY.items()}
     tools = {n: t for n, t in tools.items() if t}
@@ -156,6 +167,65 @@ def third_party_table(artifacts: Sequence[Artifact], *, timeout: float = 60) -> 
                 rc = subprocess.run(cmd, capture_output=True, timeout=timeout).returncode
             except subprocess.TimeoutExpired:
                 rc = -1
-            row[n] = {0: "clean", 1: "flagged"}.get(rc, f"error({rc})")
+            labels = {0: "clean", 1: "flagged", **({3: "skipped"} if n == "modelscan" else {})}
+            row[n] = labels.get(rc, f"error({rc})")
+        rows.append(row)
+    return table(rows)
+
+
+def scan_summary(artifacts: Sequence[Artifact], *, allow=ZOO_TARGETS) -> dict:
+    """Flag rates of the scanner on a corpus, and whether any canary fired meanwhile.
+
+    Canary markers left by earlier (deliberate) loads are set aside first, so
+    ``canaries_fired_during_scan`` counts only markers that scanning created.
+
+    Returns
+    -------
+    dict
+        ``malicious_flagged``, ``n_malicious``, ``benign_flagged``, ``n_benign``,
+        ``canaries_fired_during_scan``.
+    """
+    for a in artifacts:
+        if a.marker is not None and a.marker.exists():
+            a.marker.unlink()  # re-arm: markers from earlier loads are not scan results
+    verdicts = [(a.malicious, scan_file(a.path, allow=allow).flagged) for a in artifacts]
+    return {"malicious_flagged": sum(m and f for m, f in verdicts),
+            "n_malicious": sum(m for m, _ in verdicts),
+            "benign_flagged": sum((not m) and f for m, f in verdicts),
+            "n_benign": sum(not m for m, _ in verdicts),
+            "canaries_fired_during_scan": sum(bool(a.marker and a.marker.exists())
+                                              for a in artifacts)}
+
+
+def opcode_table(data: bytes, *, limit: int = 20, width: int = 40) -> Table:
+    """The first ``limit`` opcodes of a pickle: byte offset, opcode, argument."""
+    from .scanner import pickle_ops
+
+    rows = []
+    for pos, name, arg in pickle_ops(data, limit=limit):
+        text = "" if arg is None else repr(arg)
+        rows.append({"byte": pos, "opcode": name,
+                     "argument": text if len(text) <= width else text[: width - 3] + "..."})
+    return table(rows)
+
+
+def fire_table(artifacts: Sequence[Artifact]) -> Table:
+    """Load each artifact with its own (vulnerable) loader in the sandbox; one row each."""
+    outcomes = load_artifacts(artifacts)
+    return table([{"artifact": a.name, "carrier": a.carrier, "loader": a.loader,
+                   "result": o.verdict} for a, o in zip(artifacts, outcomes)])
+
+
+def compare_loaders(artifacts: Sequence[Artifact], loaders: Sequence[str], *,
+                    allow=ZOO_TARGETS) -> Table:
+    """Each artifact through each loader (one sandboxed child): ``loaded``, ``blocked``,
+    ``error`` or ``FIRED``. An ``error`` after ``FIRED`` is still ``FIRED``."""
+    items = [(a.name, a.path, ld, a.marker) for a in artifacts for ld in loaders]
+    outs = load_in_subprocess(items, allow=allow)
+    rows = []
+    for i, a in enumerate(artifacts):
+        row = {"artifact": a.name}
+        for j, ld in enumerate(loaders):
+            row[ld] = outs[i * len(loaders) + j].verdict
         rows.append(row)
     return table(rows)
