@@ -108,8 +108,9 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: str = "digits", 
                            defence_params=defence_params or {}, train_kw=train_kw, split=split,
                            progress=progress)
     t0 = time.perf_counter()
-    # independent streams, so a cached attack leaves the defence's randomness unchanged
-    rng, defence_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    # the attack draws from default_rng(seed), exactly as `attack(..., rng=seed)` would; the
+    # defence has its own stream, so a cached attack leaves the defence's randomness unchanged
+    rng, defence_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     cached = split is None
     if cached:
         split = _split(dataset, seed)

@@ -17,16 +17,26 @@ Defence kinds
 ``model``
     ``apply(view, seed, **params) -> predictor`` replaces training altogether (DPA);
     ``report(predictor, test) -> dict`` adds method-specific numbers to ``RunResult.extra``.
+``inference``
+    ``apply(view, model, rng, **params) -> predictor`` guards the trained model at test time
+    (STRIP): its ``predict`` answers -1 for inputs it rejects, so a rejected clean input
+    counts as an error and a rejected triggered input as not attacked.
+    ``report(predictor, test, poisoned) -> dict`` adds its numbers (e.g. false rejection /
+    acceptance rates, AUROC) to ``RunResult.extra``; ``detection`` stays ``None``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from .attacks.backdoor import add_backdoor
 from .attacks.label_flip import flip_labels
+from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
 from .defences.dpa import certified_accuracy, dpa
 from .defences.knn_sanitisation import knn_sanitisation
+from .defences.spectral_signature import spectral_signature
+from .defences.strip import strip, strip_report
 
 __all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "register_attack",
            "register_defence", "get_attack", "get_defence"]
@@ -64,7 +74,7 @@ class DefenceSpec:
     report: Optional[Callable] = None
 
     def __post_init__(self):
-        if self.kind not in ("detector", "training", "model"):
+        if self.kind not in ("detector", "training", "model", "inference"):
             raise ValueError(f"unknown defence kind {self.kind!r}")
         if self.repair not in ("drop", "relabel"):
             raise ValueError(f"unknown repair {self.repair!r}")
@@ -115,3 +125,30 @@ register_defence(DefenceSpec(
     "dpa", "model", lambda view, seed, **kw: dpa(view, **kw),
     "k models on hash partitions, majority vote, certified radius",
     report=lambda ens, test: {"certified_accuracy": certified_accuracy(ens, test)}))
+
+
+# ---- lesson 2: backdoors ------------------------------------------------------------------
+def _embed(view, model):
+    from .models import embed
+
+    return embed(model, view.X)
+
+
+register_attack(AttackSpec(
+    "backdoor", add_backdoor, "backdoor",
+    "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
+    defences=("spectral_signature", "activation_clustering", "strip"), default_rate=0.05,
+    defaults={"trigger": "patch", "target_class": 0}))
+register_defence(DefenceSpec(
+    "spectral_signature", "detector",
+    lambda view, model, rng, **kw: spectral_signature(_embed(view, model), view.y, **kw),
+    "drop 1.5x the expected poisons along the top singular vector of the suspect class"))
+register_defence(DefenceSpec(
+    "activation_clustering", "detector",
+    lambda view, model, rng, **kw: activation_clustering(_embed(view, model), view.y, rng=rng, **kw),
+    "2-means per class on activations; drop small, well separated clusters"))
+register_defence(DefenceSpec(
+    "strip", "inference",
+    lambda view, model, rng, **kw: strip(view, model, rng=rng, **kw),
+    "reject test inputs whose prediction survives superimposition (low entropy)",
+    report=strip_report))

@@ -2,6 +2,7 @@
 
 See Also: labkit.registry.ATTACKS
 """
+from .backdoor import add_backdoor, blend_trigger, patch_trigger
 from .label_flip import flip_labels
 
-__all__ = ["flip_labels"]
+__all__ = ["flip_labels", "add_backdoor", "patch_trigger", "blend_trigger"]
