@@ -67,16 +67,18 @@ def test_exercise_placeholders_do_not_raise(capsys):
 
 
 def test_exercise_1_and_2_solutions_pass_and_wrong_answers_fail():
-    assert exercises.check_allow_list(set(ZOO_TARGETS)) is True
+    assert exercises.check_allow_list(set(ZOO_TARGETS)) is True  # runs in the sandbox
     assert exercises.check_allow_list({"labkit.supplychain.zoo.*"}) is False
     assert exercises.check_scan_allow(set(ZOO_TARGETS)) is True
     assert exercises.check_scan_allow({"labkit.supplychain.zoo.TinyNet"}) is False
     assert exercises.check_scan_allow(set(ZOO_TARGETS) | {"builtins.open"}) is False
 
 
-def test_exercise_1_rejects_a_too_broad_list():
-    # listing what the payloads really call lets them fire (in the sandbox): not a pass
-    assert exercises.check_allow_list(set(ZOO_TARGETS) | {"builtins.open", "io.open"}) is False
+def test_exercise_1_static_feedback_needs_no_sandbox(capsys):
+    assert exercises.check_allow_list({"labkit.supplychain.zoo.TinyNet"}) is False
+    assert "linear_warmup" in capsys.readouterr().out
+    assert exercises.check_allow_list(set(ZOO_TARGETS) | {"builtins.open"}) is False
+    assert "builtins.open" in capsys.readouterr().out
 
 
 def test_exercise_3(tmp_path):

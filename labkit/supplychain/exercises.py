@@ -25,9 +25,9 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from .loaders import load_in_subprocess
+from .loaders import load_in_subprocess, read_config
 from .payloads import ZOO_TARGETS, build, make_workdir
-from .scanner import scan_file
+from .scanner import find_targets, scan_file
 
 __all__ = ["check_allow_list", "check_scan_allow", "check_tampered", "tamper_demo",
            "hint", "solution", "CONFIG_BENIGN", "CONFIG_MALICIOUS"]
@@ -77,6 +77,19 @@ def check_allow_list(allow, *, rng=0) -> bool:
     root = make_workdir("labkit-ex1-")
     try:
         arts = [build(n, root, rng=rng) for n in CONFIG_BENIGN + CONFIG_MALICIOUS]
+        # static feedback first (reading configs is safe: yaml.safe_load / json)
+        used = {t for a in arts if not a.malicious
+                for _, t in find_targets(read_config(a.path))}
+        missing, extra = sorted(used - set(names)), sorted(set(names) - used)
+        if missing or extra:
+            msg = []
+            if missing:
+                msg.append(f"the benign configs also need {', '.join(missing)}")
+            if extra:
+                msg.append(f"{', '.join(extra)} is not used by any benign config: every "
+                           "extra name is attack surface")
+            print("not yet: " + "; ".join(msg))
+            return False
         outs = load_in_subprocess([(a.name, a.path, "config_exact", a.marker) for a in arts],
                                   allow=names)
     finally:
@@ -166,8 +179,8 @@ def check_tampered(answer, *, lock: str | Path) -> bool:
 
 
 _HINTS = {
-    1: "List the two names the benign configs use (see lk.supplychain.ZOO_TARGETS). "
-       "Names like labkit.supplychain.zoo.open_file resolve to something else.",
+    1: "List exactly the names the benign configs use, no more: "
+       "sc.scanner.find_targets(sc.read_config(path)) shows them.",
     2: "The scanner has no default _target_ allow-list: it needs the same exact names "
        "the benign configs use, and nothing broader.",
     3: "lk.supplychain.pinning.verify_all(lock) says which pinned file no longer matches.",
