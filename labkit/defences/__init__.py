@@ -2,13 +2,16 @@
 
 See Also: labkit.registry.DEFENCES
 """
+from . import monitoring, provenance
 from .activation_clustering import activation_clustering
+from .audit import audit
 from .base import flag_top
 from .confident_learning import confident_learning
 from .dpa import certified_accuracy, dpa
 from .knn_sanitisation import knn_sanitisation
-from .spectral_signature import spectral_scores, spectral_signature
+from .spectral_signature import signature_strength, spectral_scores, spectral_signature
 from .strip import strip
 
 __all__ = ["flag_top", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
-           "spectral_scores", "spectral_signature", "activation_clustering", "strip"]
+           "spectral_scores", "spectral_signature", "signature_strength", "activation_clustering", "strip",
+           "audit", "monitoring", "provenance"]
