@@ -4,7 +4,6 @@ nothing, and the safe loaders block the pickles."""
 
 import hashlib
 import os
-import pickletools
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from labkit.supplychain import loaders, payloads, report, zoo
+from labkit.supplychain import payloads, report, zoo
 from labkit.supplychain.loaders import BlockedTarget, read_config, safe_instantiate
 from labkit.supplychain.payloads import ZOO_TARGETS
 

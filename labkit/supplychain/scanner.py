@@ -46,6 +46,7 @@ import re
 import struct
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
@@ -498,7 +499,7 @@ def _pickle_findings(ctx: _Ctx, member: str, res: _PickleResult, depth: int) -> 
         ctx.add(member, "extension", f"EXT opcode: a name from the copyreg registry (byte {pos})")
     for pos, inner in res.nested:
         _scan_blob(ctx, lambda inner=inner: io.BytesIO(inner), len(inner),
-                   f"{member}!bytes@{pos}", depth + 1, quiet=True)
+                   f"{member}!bytes@{pos}", depth + 1)
 
 
 def _looks_like_pickle(res: _PickleResult) -> bool:
@@ -601,7 +602,7 @@ def _parse_string_config(text: str):
     return None
 
 
-def find_targets(obj, *, _depth: int = 0, _path: str = "") -> list[tuple[str, object]]:
+def find_targets(obj) -> list[tuple[str, object]]:
     """Every ``_target_`` value in a parsed config, with its key path.
 
     Walks dicts, lists and tuples, and re-parses string values that are themselves
@@ -624,7 +625,7 @@ def find_targets(obj, *, _depth: int = 0, _path: str = "") -> list[tuple[str, ob
     [('model._target_', 'a.B')]
     """
     found: list[tuple[str, object]] = []
-    stack = [(obj, _path, _depth)]
+    stack = [(obj, "", 0)]
     seen: set[int] = set()
     while stack:
         node, path, depth = stack.pop()
@@ -815,7 +816,7 @@ def _scan_zip(ctx: _Ctx, opener, member: str, depth: int) -> None:
                 ctx.add(name, "limit", str(e))
                 continue
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
-                    NotImplementedError, zlib_error(), lzma.LZMAError) as e:
+                    NotImplementedError, zlib.error, lzma.LZMAError) as e:
                 ctx.add(name, "unreadable-member", f"{type(e).__name__}: {e}")
                 continue
             if info.is_dir() and size == 0:
@@ -827,11 +828,6 @@ def _scan_zip(ctx: _Ctx, opener, member: str, depth: int) -> None:
             keys = _scan_blob(ctx, sub, size, name, depth + 1)
             if info in pkls and keys:
                 storages |= keys
-
-
-def zlib_error():
-    import zlib
-    return zlib.error
 
 
 def _scan_tar(ctx: _Ctx, opener, member: str, depth: int) -> None:
@@ -942,8 +938,7 @@ def _decompressed(kind: str, opener) -> IO[bytes]:
     return _Closing(stream, raw)
 
 
-def _scan_blob(ctx: _Ctx, opener, size: int | None, member: str, depth: int,
-               *, quiet: bool = False) -> set[str]:
+def _scan_blob(ctx: _Ctx, opener, size: int | None, member: str, depth: int) -> set[str]:
     """Recognise one blob by content and scan it. Returns torch storage keys, if any."""
     if depth > _MAX_DEPTH:
         ctx.add(member, "limit", "nested too deeply")
@@ -965,7 +960,7 @@ def _scan_blob(ctx: _Ctx, opener, size: int | None, member: str, depth: int,
             except _Limit as e:
                 ctx.add(member, "limit", str(e))
                 return set()
-            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib_error()) as e:
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
                 ctx.add(member, "unreadable-member", f"broken {kind} stream: {e}")
                 return set()
             _scan_blob(ctx, inner, inner_size, member + f"<{kind}>", depth + 1)
@@ -989,7 +984,7 @@ def _scan_blob(ctx: _Ctx, opener, size: int | None, member: str, depth: int,
     except _Limit as e:
         ctx.add(member, "limit", str(e))
     except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
-            zlib_error(), RuntimeError, struct.error) as e:
+            zlib.error, RuntimeError, struct.error) as e:
         ctx.add(member, "unreadable-member", f"{type(e).__name__}: {e}")
     return set()
 
