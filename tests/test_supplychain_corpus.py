@@ -194,3 +194,17 @@ def test_scan_summary_and_tables(tmp_path):
     ops = report.opcode_table(scanner.member_bytes(arts[2].path), limit=3)
     assert ops.column("opcode") == ["PROTO", "EMPTY_DICT", "BINPUT"]
     assert "note" in report.third_party_table(arts).rows[0] or len(report.third_party_table(arts).rows) == 3
+
+
+def test_select_and_describe(corpus):
+    from labkit.supplychain import report
+
+    arts = corpus["arts"]
+    bad = payloads.select(arts, malicious=True)
+    assert bad and all(a.malicious for a in bad)
+    two = payloads.select(arts, names=["state_dict", "torch_reduce"])
+    assert [a.name for a in two] == ["torch_reduce", "state_dict"]  # corpus order
+    assert payloads.select(arts, names=["torch_reduce"], malicious=False) == []
+    with pytest.raises(KeyError):
+        payloads.select(arts, names=["no_such_variant"])
+    assert report.describe(two).column("loader") == ["torch", "torch"]

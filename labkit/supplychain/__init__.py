@@ -21,14 +21,17 @@ from . import cli, exercises, loaders, payloads, pinning, report, scanner, zoo
 from .bench import bench_scan
 from .loaders import (BlockedTarget, LoadOutcome, load_artifacts, load_in_subprocess,
                       load_weights, read_config, safe_instantiate, try_instantiate)
-from .payloads import BENIGN, MALICIOUS, ZOO_TARGETS, Artifact, build, build_corpus
+from .payloads import (BENIGN, MALICIOUS, ZOO_TARGETS, Artifact, build, build_corpus,
+                       select)
 from .pinning import verify, write_lock
-from .report import compare_loaders, fire_table, ladder, scan_summary, scan_table, table
+from .report import (compare_loaders, describe, fire_table, ladder, scan_summary,
+                     scan_table, table)
 from .scanner import DEFAULT_ALLOW, Finding, ScanReport, scan_bytes, scan_file, scan_paths
 
 __all__ = [
     "cli", "exercises", "loaders", "payloads", "pinning", "report", "scanner", "zoo",
     "bench_scan", "try_instantiate", "compare_loaders", "fire_table", "scan_summary",
+    "select", "describe",
     "BlockedTarget", "LoadOutcome", "load_artifacts", "load_in_subprocess", "load_weights",
     "read_config", "safe_instantiate", "BENIGN", "MALICIOUS", "ZOO_TARGETS", "Artifact",
     "build", "build_corpus", "verify", "write_lock", "ladder", "scan_table", "table",

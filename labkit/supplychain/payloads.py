@@ -47,6 +47,7 @@ __all__ = [
     "remove_workdir",
     "build",
     "build_corpus",
+    "select",
     "poisoned_checkpoint",
     "benign_checkpoint",
 ]
@@ -737,3 +738,18 @@ def build_corpus(root: Path | str | None = None, *, rng=None,
     rng = np.random.default_rng(rng)
     names = list(MALICIOUS) + list(BENIGN) if names is None else list(names)
     return [build(n, root, rng=rng) for n in names]
+
+
+def select(artifacts: list[Artifact], *, names=None, malicious: bool | None = None) -> list[Artifact]:
+    """The artifacts with the given names (in corpus order) and/or maliciousness.
+
+    Examples
+    --------
+    >>> select([], malicious=True)
+    []
+    """
+    wanted = None if names is None else set(names)
+    if wanted is not None and not wanted <= {a.name for a in artifacts}:
+        raise KeyError(f"not in the corpus: {sorted(wanted - {a.name for a in artifacts})}")
+    return [a for a in artifacts if (wanted is None or a.name in wanted)
+            and (malicious is None or a.malicious == malicious)]

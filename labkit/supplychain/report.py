@@ -21,7 +21,7 @@ from .loaders import POLICIES, load_artifacts, load_in_subprocess
 from .payloads import ZOO_TARGETS, Artifact, build
 from .scanner import ScanReport, scan_file
 
-__all__ = ["Table", "table", "scan_table", "scan_summary", "ladder", "LADDER_CONFIGS",
+__all__ = ["Table", "table", "describe", "scan_table", "scan_summary", "ladder", "LADDER_CONFIGS",
            "third_party_table", "THIRD_PARTY", "opcode_table", "fire_table", "compare_loaders"]
 
 
@@ -229,3 +229,9 @@ def compare_loaders(artifacts: Sequence[Artifact], loaders: Sequence[str], *,
             row[ld] = outs[i * len(loaders) + j].verdict
         rows.append(row)
     return table(rows)
+
+
+def describe(artifacts: Sequence[Artifact]) -> Table:
+    """Name, carrier, victim loader and trick of each artifact."""
+    return table([{"artifact": a.name, "carrier": a.carrier, "loader": a.loader,
+                   "trick": a.description} for a in artifacts])
