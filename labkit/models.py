@@ -86,6 +86,7 @@ def _as_tensor(X: np.ndarray, device) -> torch.Tensor:
 def train(data: Dataset, *, model: Union[str, Callable[..., nn.Module], nn.Module] = "mlp",
           epochs: int = 100, lr: float = 0.01, batch_size: int = 128, weight_decay: float = 0.0,
           seed: int = 0, aggregate: Optional[Callable] = None, sample_weight=None,
+          augment: bool = False, adversarial_eps: float = 0.0,
           progress: bool = False, device=None) -> nn.Module:
     """Train a classifier on ``data`` with Adam and cross-entropy.
 
@@ -109,6 +110,13 @@ def train(data: Dataset, *, model: Union[str, Callable[..., nn.Module], nn.Modul
         ``gen`` is a ``torch.Generator`` for noise.
     sample_weight : array, shape (n,), optional
         Per-row loss weights (e.g. 0 to drop a row without re-indexing).
+    augment : bool
+        Robust training: every mini-batch is randomly shifted by up to one pixel in each
+        direction (zero fill) and gets Gaussian pixel noise (sd 0.05), drawn from ``seed``.
+    adversarial_eps : float
+        Robust training: when > 0, each mini-batch is replaced by its FGSM adversarial
+        version within an L-inf ball of this radius (Goodfellow et al. 2015,
+        arXiv:1412.6572), computed against the current model.
     progress : bool
         Show a tqdm progress bar over epochs.
     device : str or torch.device, optional
@@ -123,6 +131,8 @@ def train(data: Dataset, *, model: Union[str, Callable[..., nn.Module], nn.Modul
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     if len(data) == 0:
         raise ValueError("cannot train on an empty dataset")
+    if not 0 <= adversarial_eps <= 1:
+        raise ValueError(f"adversarial_eps must be in [0, 1], got {adversarial_eps}")
     device = torch.device(device) if device is not None else default_device()
     gen = torch.Generator().manual_seed(int(seed))
     if isinstance(model, nn.Module):
@@ -148,16 +158,40 @@ def train(data: Dataset, *, model: Union[str, Callable[..., nn.Module], nn.Modul
         order = torch.randperm(len(y), generator=gen).to(device)
         for start in range(0, len(y), batch_size):
             b = order[start:start + batch_size]
+            xb = _augment(X[b], gen) if augment else X[b]
+            if adversarial_eps > 0:
+                xb = _fgsm(net, xb, y[b], adversarial_eps)
             opt.zero_grad()
             if step is None:
-                losses = nn.functional.cross_entropy(net(X[b]), y[b], reduction="none")
+                losses = nn.functional.cross_entropy(net(xb), y[b], reduction="none")
                 loss = (losses * w[b]).sum() / w[b].sum().clamp_min(1e-12) if w is not None else losses.mean()
                 loss.backward()
             else:
-                step(X[b], y[b], gen)
+                step(xb, y[b], gen)
             opt.step()
     net.eval()
     return net
+
+
+def _augment(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to one pixel (zero fill) plus N(0, 0.05) noise, clipped to [0, 1]."""
+    n, _, h, w = xb.shape
+    shifts = torch.randint(-1, 2, (n, 2), generator=gen)
+    padded = nn.functional.pad(xb, (1, 1, 1, 1))
+    rows = (torch.arange(h)[None, :] + 1 - shifts[:, :1]).to(xb.device)     # (n, h)
+    cols = (torch.arange(w)[None, :] + 1 - shifts[:, 1:]).to(xb.device)     # (n, w)
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(xb.shape[1])[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    noise = torch.randn(out.shape, generator=gen).to(xb.device) * 0.05
+    return (out + noise).clamp(0, 1)
+
+
+def _fgsm(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, eps: float) -> torch.Tensor:
+    """One signed-gradient step of size ``eps`` that increases the loss, clipped to [0, 1]."""
+    x = xb.detach().clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(net(x), yb)
+    (g,) = torch.autograd.grad(loss, x)
+    return (x + eps * g.sign()).clamp(0, 1).detach()
 
 
 def _per_sample_step(net: nn.Module, aggregate: Callable):

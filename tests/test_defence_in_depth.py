@@ -105,3 +105,86 @@ def test_monitoring_alerts_on_backdoor_and_stays_quiet_on_clean_retrain(seed):
     bad = monitor(reference, lk.models.train(poisoned, seed=seed), **kw)
     assert clean.quiet, clean.alerts
     assert not bad.quiet and any(a.startswith("traffic_drift") for a in bad.alerts)
+
+
+# ---- capstone ------------------------------------------------------------------------------
+from labkit import challenge  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_pipeline_reaches_f1_08_on_the_capstone(seed):
+    data = challenge.mystery(seed)
+    assert type(data) is lk.Dataset                       # no ground truth in the learner's hands
+    result = challenge.score(challenge.reference_defence(data, seed=seed).flagged, seed=seed)
+    assert result["f1"] >= 0.8, result
+    assert set(result["per_family"]) == set(challenge.FAMILIES)
+
+
+def test_capstone_is_seeded_and_scores_validate():
+    a, b = challenge.mystery(5), challenge.mystery(5)
+    assert np.array_equal(a.y, b.y) and not np.array_equal(a.y, challenge.mystery(6).y)
+    nothing = challenge.score(np.zeros(len(a), bool), seed=5)
+    assert nothing["recall"] == 0 and nothing["precision"] == 1.0
+    everything = challenge.score(np.arange(len(a)), seed=5)
+    assert everything["recall"] == 1.0 and everything["precision"] == pytest.approx(
+        everything["n_poison"] / len(a))
+    with pytest.raises(ValueError, match="row indices"):
+        challenge.score([len(a)], seed=5)
+
+
+# ---- robust training ------------------------------------------------------------------------
+def test_robust_training_options_are_seeded_and_validated(tiny):
+    import torch
+
+    flat = lambda net: torch.cat([p.detach().flatten() for p in net.parameters()])
+    a = lk.models.train(tiny, seed=0, epochs=3, augment=True, adversarial_eps=0.1)
+    b = lk.models.train(tiny, seed=0, epochs=3, augment=True, adversarial_eps=0.1)
+    c = lk.models.train(tiny, seed=0, epochs=3)
+    assert torch.equal(flat(a), flat(b)) and not torch.equal(flat(a), flat(c))
+    with pytest.raises(ValueError, match="adversarial_eps"):
+        lk.models.train(tiny, adversarial_eps=2.0)
+
+
+def test_fgsm_stays_in_the_ball(tiny):
+    import torch
+
+    from labkit.models import _fgsm
+
+    net = lk.models.train(tiny, seed=0, epochs=2)
+    x = torch.tensor(tiny.X)
+    adv = _fgsm(net, x, torch.tensor(tiny.y), 0.1)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+# ---- command line ---------------------------------------------------------------------------
+def test_manifest_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    from labkit.__main__ import main
+
+    monkeypatch.setenv("LABKIT_MANIFEST_KEY", "a-workshop-key-of-some-length")
+    out = tmp_path / "m.json"
+    assert main(["manifest", "create", "--out", str(out)]) == 0
+    assert main(["manifest", "verify", "--manifest", str(out)]) == 0
+    train = lk.data.digits().train
+    X = train.X.copy()
+    X[7] = 0.0
+    np.savez(tmp_path / "c.npz", X=X, y=train.y)
+    assert main(["manifest", "verify", "--manifest", str(out), "--npz", str(tmp_path / "c.npz")]) == 1
+    assert "modified [7]" in capsys.readouterr().out
+    out.write_text(out.read_text().replace('"source": "', '"source": "evil '))
+    assert main(["manifest", "verify", "--manifest", str(out)]) == 2
+    monkeypatch.delenv("LABKIT_MANIFEST_KEY")
+    assert main(["manifest", "create", "--out", str(out)]) == 2
+    assert "LABKIT_MANIFEST_KEY" in capsys.readouterr().err
+
+
+def test_challenge_and_audit_cli(tmp_path, capsys):
+    from labkit.__main__ import main
+
+    assert main(["challenge", "--seed", "3"]) == 0
+    assert "hidden mix" in capsys.readouterr().out
+    flags = tmp_path / "flags.txt"
+    flags.write_text("\n".join(map(str, range(20))))
+    assert main(["challenge", "--seed", "3", "--score", str(flags), "--json"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["f1"] <= 1
+    assert main(["audit", "--attack", "label_flip", "--rate", "0.3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["auroc_vs_truth"] >= 0.85
