@@ -13,7 +13,11 @@ Defence kinds
     ``Detection.labels`` (``repair="relabel"``) and retrains.
 ``training``
     ``apply(**params) -> dict`` of extra keyword arguments for :func:`labkit.models.train`
-    (e.g. ``aggregate=``): the defence changes how the model learns.
+    (e.g. ``aggregate=``): the defence changes how the model learns. The aggregation
+    rules (``mean``, ``median``, ``trimmed_mean``, ``krum``, ``norm_clip``) and ``dp_sgd``
+    are training defences returning ``{"aggregate": ...}``: one slot, "how to combine
+    gradients", used for per-sample gradients by ``models.train`` and for client updates
+    by the ``federated`` attack's runner.
 ``model``
     ``apply(view, seed, **params) -> predictor`` replaces training altogether (DPA);
     ``report(predictor, test) -> dict`` adds method-specific numbers to ``RunResult.extra``.
@@ -30,10 +34,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .attacks.backdoor import add_backdoor
+from .attacks.federated import federated_train, run_federated
+from .attacks.gradient import match_gradients, run_gradient_matching
 from .attacks.label_flip import flip_labels
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
+from .defences.aggregation import aggregator
+from .defences.dp_sgd import dp_sgd
 from .defences.dpa import certified_accuracy, dpa
+from .defences.gradient_audit import gradient_audit
 from .defences.knn_sanitisation import knn_sanitisation
 from .defences.spectral_signature import spectral_signature
 from .defences.strip import strip, strip_report
@@ -152,3 +161,39 @@ register_defence(DefenceSpec(
     lambda view, model, rng, **kw: strip(view, model, rng=rng, **kw),
     "reject test inputs whose prediction survives superimposition (low entropy)",
     report=strip_report))
+
+
+# ---- lesson 4: gradient manipulation ------------------------------------------------------
+register_attack(AttackSpec(
+    "gradient_matching", match_gradients, "gradient matching",
+    "Witches' Brew: correctly labelled poisons whose gradient matches the target's (runner)",
+    defences=("dp_sgd", "gradient_audit"), default_rate=0.05,
+    defaults={"eps": 0.15, "n_targets": 10, "victim": "finetune"}, runner=run_gradient_matching))
+register_attack(AttackSpec(
+    "federated", federated_train, "malicious clients",
+    "federated averaging with Byzantine clients (sign flipping, scaling, a little is enough)",
+    defences=("median", "trimmed_mean", "krum", "norm_clip"), default_rate=0.2,
+    defaults={"attack": "sign_flip"}, runner=run_federated))
+register_defence(DefenceSpec(
+    "dp_sgd", "training", lambda **kw: {"aggregate": dp_sgd(**kw)},
+    "clip every per-sample gradient and add Gaussian noise (gradient shaping)"))
+register_defence(DefenceSpec(
+    "gradient_audit", "detector",
+    lambda view, model, rng, **kw: gradient_audit(model, view.X, view.y, **kw),
+    "drop rows whose per-sample gradient norm/direction is anomalous within their class"))
+for _rule, _summary in (("mean", "plain averaging of gradients / client updates (no defence)"),
+                        ("median", "coordinate-wise median of gradients / client updates"),
+                        ("trimmed_mean", "coordinate-wise mean without the largest and smallest values"),
+                        ("krum", "(multi-)Krum: the update(s) closest to their neighbours"),
+                        ("norm_clip", "clip every gradient / update to a norm bound, then average")):
+    register_defence(DefenceSpec(
+        _rule, "training", lambda _r=_rule, **kw: {"aggregate": aggregator(_r, **kw)}, _summary))
+
+
+# ---- lesson 5: defence in depth -----------------------------------------------------------
+register_defence(DefenceSpec(
+    "augmentation", "training", lambda **kw: {"augment": True, **kw},
+    "robust training: random one-pixel shifts and pixel noise on every mini-batch"))
+register_defence(DefenceSpec(
+    "adversarial_training", "training", lambda eps=0.1, **kw: {"adversarial_eps": eps, **kw},
+    "robust training: train on FGSM adversarial versions of every mini-batch (eps 0.1)"))

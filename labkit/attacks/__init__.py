@@ -4,5 +4,7 @@ See Also: labkit.registry.ATTACKS
 """
 from .backdoor import add_backdoor, blend_trigger, patch_trigger
 from .label_flip import flip_labels
+from . import federated
+from .gradient import match_gradients
 
-__all__ = ["flip_labels", "add_backdoor", "patch_trigger", "blend_trigger"]
+__all__ = ["flip_labels", "match_gradients", "federated", "add_backdoor", "patch_trigger", "blend_trigger"]

@@ -5,13 +5,17 @@ See Also: labkit.registry.DEFENCES
 from . import monitoring, provenance
 from .activation_clustering import activation_clustering
 from .audit import audit
+from . import aggregation
 from .base import flag_top
 from .confident_learning import confident_learning
+from .dp_sgd import dp_sgd
 from .dpa import certified_accuracy, dpa
+from .gradient_audit import gradient_audit
 from .knn_sanitisation import knn_sanitisation
 from .spectral_signature import signature_strength, spectral_scores, spectral_signature
-from .strip import strip
+from .strip import strip, strip_report
 
-__all__ = ["flag_top", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
+__all__ = ["flag_top", "aggregation", "dp_sgd", "gradient_audit", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
            "spectral_scores", "spectral_signature", "signature_strength", "activation_clustering", "strip",
+           "strip_report",
            "audit", "monitoring", "provenance"]
