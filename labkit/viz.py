@@ -12,7 +12,8 @@ from .types import Dataset, PoisonedDataset
 
 __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_histogram",
            "certified_curve", "dataset_preview", "run_summary",
-           "results_curve"]
+           "results_curve", "activation_scatter", "strip_histogram", "metric_curves",
+           "clustering_summary"]
 
 
 def _plt():
@@ -194,3 +195,106 @@ def results_curve(results: dict, *, x: str = "rate", y: str = "clean_accuracy",
         curves[label] = (xs, np.array(ys, float))
     return sweep_curves(curves, xlabel=x, ylabel=y.replace("_", " "), baseline=baseline,
                         title=title, ax=ax)
+
+
+# ---- lesson 2: backdoors --------------------------------------------------------------------
+
+def activation_scatter(features, labels, is_poison, *, cls: int = 0, whiten: bool = True,
+                       title: str = "", ax=None):
+    """2-D view (first two principal axes) of class ``cls``'s penultimate activations.
+
+    Clean rows in blue, poisons in red. ``whiten`` applies the same whitening the lesson's
+    detectors use (:func:`labkit.defences.spectral_signature.class_whitener`).
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    from .defences.spectral_signature import class_whitener
+
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 3.8))
+    labels = np.asarray(labels)
+    rows = labels == cls
+    R = np.asarray(features, np.float64)[rows]
+    R = R - R.mean(0)
+    if whiten:
+        R = R @ class_whitener(features, labels, cls)
+    _, _, vt = np.linalg.svd(R, full_matrices=False)
+    Z = R @ vt[:2].T
+    bad = np.asarray(is_poison, bool)[rows]
+    ax.scatter(Z[~bad, 0], Z[~bad, 1], s=12, alpha=0.6, label=f"clean ({(~bad).sum()})")
+    ax.scatter(Z[bad, 0], Z[bad, 1], s=14, alpha=0.8, color="crimson", marker="x",
+               label=f"poison ({bad.sum()})")
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(title or f"penultimate activations of rows labelled {cls}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def strip_histogram(guard, test: Dataset, poisoned: PoisonedDataset, *, bins: int = 30, ax=None):
+    """STRIP entropies of clean test inputs and of triggered ones, with the threshold.
+
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.2))
+    h_clean = guard.entropy(test.X)
+    h_trig = guard.entropy(poisoned.trigger(test.X[test.y != poisoned.target_class]))
+    edges = np.histogram_bin_edges(np.r_[h_clean, h_trig], bins=bins)
+    ax.hist(h_clean, bins=edges, alpha=0.6, label=f"clean test inputs ({h_clean.size})")
+    ax.hist(h_trig, bins=edges, alpha=0.7, color="crimson", label=f"triggered ({h_trig.size})")
+    ax.axvline(guard.threshold, color="black", ls=":", label="threshold (reject left of it)")
+    ax.set_xlabel("mean prediction entropy over superimpositions (nats)")
+    ax.set_ylabel("inputs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_curves(curves: dict, *, x: str = "rate", baseline: Optional[float] = None,
+                  ylabel: str = "", title: str = "", ax=None):
+    """Several measured quantities against one setting, from :func:`labkit.experiment.sweep`.
+
+    ``curves`` maps a legend label to ``(results, metric)``: ``metric`` names a key of
+    ``RunResult.detection`` (``"recall"``, ``"precision"``, ...) or a ``RunResult`` field
+    (``"attack_success"``, ``"attack_success_defended"``, ...). ``x`` is read from each
+    result's ``params``; several seeds at one ``x`` give a mean and a min-max band.
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    def value(r, metric):
+        return r.detection[metric] if metric in (r.detection or {}) else getattr(r, metric)
+
+    table = {}
+    for label, (runs, metric) in curves.items():
+        xs = sorted({r.params[x] for r in runs})
+        table[label] = (xs, np.array([[value(r, metric) for r in runs if r.params[x] == v]
+                                      for v in xs], float))
+    return sweep_curves(table, xlabel=x, ylabel=ylabel, baseline=baseline, title=title, ax=ax)
+
+
+def clustering_summary(det, *, ax=None):
+    """Activation clustering per class: silhouette of the 2-means split (bars), the relative
+    size of the smaller cluster (written on each bar) and the two thresholds.
+
+    ``det`` is a :func:`labkit.defences.activation_clustering` result. Suspect classes (both
+    rules passed) are drawn in red.
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.8, 3.2))
+    per = det.params["per_class"]
+    classes = sorted(per)
+    sil = [per[c]["silhouette"] for c in classes]
+    colors = ["crimson" if per[c]["suspect"] else "tab:blue" for c in classes]
+    bars = ax.bar(range(len(classes)), sil, color=colors)
+    ax.bar_label(bars, labels=[f"{per[c]['relative_size']:.2f}" for c in classes], fontsize=7)
+    ax.axhline(det.params["min_silhouette"], color="black", ls=":", label="min silhouette")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("class (number on bar: relative size of the smaller cluster)")
+    ax.set_ylabel("silhouette of the split")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"suspect (red): silhouette >= {det.params['min_silhouette']} and "
+                 f"smaller cluster <= {det.params['max_size']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

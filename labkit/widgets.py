@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["panel", "label_flip_explorer"]
+__all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer"]
 
 
 def panel(fn: Callable, *, title: str = "", **controls):
@@ -74,3 +74,59 @@ def label_flip_explorer(*, seed: int = 0):
                             description="strategy"),
         k=_slider("k", 10, 3, 30, 1),
         eta=_slider("eta", 0.5, 0.3, 0.9, 0.05))
+
+
+# ---- lesson 2: backdoors --------------------------------------------------------------------
+
+def backdoor_explorer(*, seed: int = 0):
+    """Lesson 2: trigger kind, size, position, opacity, rate, target class -> retrain, attack success.
+
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    import ipywidgets as W
+
+    from .attacks.backdoor import POSITIONS, backdoor_params
+    from .experiment import run
+    from .viz import run_summary
+
+    return panel(
+        lambda trigger, size, position, alpha, rate, target_class: run_summary(run(
+            "backdoor", seed=seed, rate=rate,
+            params=backdoor_params(trigger, target_class=target_class, size=size,
+                                   position=position, alpha=alpha))),
+        title="Backdoor: trigger and poison rate",
+        trigger=W.Dropdown(options=["patch", "blend"], value="patch", description="trigger"),
+        size=_slider("patch size", 2, 1, 4, 1),
+        position=W.Dropdown(options=list(POSITIONS), value="bottom-right", description="position"),
+        alpha=_slider("blend alpha", 0.2, 0.05, 0.5, 0.05),
+        rate=_slider("poison rate", 0.05, 0.005, 0.15, 0.005, fmt=".3f"),
+        target_class=_slider("target class", 0, 0, 9, 1))
+
+
+#: The thresholds each lesson-2 defence exposes in :func:`backdoor_defence_explorer`.
+_DEFENCE_CONTROLS = {
+    "spectral_signature": lambda: dict(expected_rate=_slider("expected rate", 0.05, 0.01, 0.15, 0.01),
+                                       removal_factor=_slider("removal x", 1.5, 0.5, 3.0, 0.25),
+                                       rounds=_slider("rounds", 3, 1, 5, 1)),
+    "activation_clustering": lambda: dict(max_size=_slider("max size", 0.35, 0.05, 0.5, 0.05),
+                                          min_silhouette=_slider("min silhouette", 0.40, 0.0, 0.8, 0.05)),
+    "strip": lambda: dict(frr=_slider("target FRR", 0.05, 0.01, 0.3, 0.01)),
+}
+
+
+def backdoor_defence_explorer(defence: str = "activation_clustering", *, seed: int = 0):
+    """Lesson 2: poison rate and one defence's thresholds -> remove (or reject), retrain, measure.
+
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    from .experiment import run
+    from .viz import run_summary
+
+    if defence not in _DEFENCE_CONTROLS:
+        raise ValueError(f"defence must be one of {sorted(_DEFENCE_CONTROLS)}, got {defence!r}")
+    return panel(
+        lambda rate, **kw: run_summary(run("backdoor", defence=defence, seed=seed, rate=rate,
+                                           defence_params=kw)),
+        title=f"Backdoor vs {defence}",
+        rate=_slider("poison rate", 0.05, 0.005, 0.15, 0.005, fmt=".3f"),
+        **_DEFENCE_CONTROLS[defence]())

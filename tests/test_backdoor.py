@@ -272,3 +272,54 @@ def test_cli_blend_settings_and_bad_setting(capsys):
     code = main(["run", "backdoor", "--set", "trigger=patch", "--set", "alpha=0.2"])
     err = capsys.readouterr().err
     assert code == 2 and "alpha" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- notebook helpers: params, exercises, plots, widgets -------------------------------------
+
+def test_backdoor_params_keeps_only_the_chosen_triggers_settings():
+    assert lk.attacks.backdoor.backdoor_params("blend", size=3, alpha=0.1) == \
+        {"trigger": "blend", "target_class": 0, "alpha": 0.1}
+    assert lk.attacks.backdoor.backdoor_params("patch", target_class=4, size=3) == \
+        {"trigger": "patch", "target_class": 4, "size": 3, "position": "bottom-right", "value": 1.0}
+    with pytest.raises(ValueError):
+        lk.attacks.backdoor.backdoor_params("star")
+
+
+def test_exercises_accept_solutions_and_reject_wrong_answers(victim, capsys):
+    p, _, feats = victim
+    assert not lk.checks.check("l2_cheap_backdoor", None)
+    assert not lk.checks.check("l2_cheap_backdoor", {"rate": 0.05})          # over budget
+    assert lk.checks.check("l2_cheap_backdoor", {"rate": 0.03})
+    flagged = activation_clustering(feats, p.y, rng=0).flagged_idx
+    assert lk.checks.check("l2_rows_to_drop", flagged)
+    assert not lk.checks.check("l2_rows_to_drop", np.arange(200))             # too many rows
+    assert lk.checks.check("l2_which_breaks_at_high_rate", "activation clustering")
+    assert not lk.checks.check("l2_which_breaks_at_high_rate", "strip")
+
+
+def test_lesson_plots_return_figures(digits, victim):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, model, feats = victim
+    figs = [lk.viz.activation_scatter(feats, p.y, p.is_poison, cls=0),
+            lk.viz.clustering_summary(activation_clustering(feats, p.y, rng=0)),
+            lk.viz.strip_histogram(strip(p.as_dataset(), model, rng=0), digits.test, p)]
+    assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)
+    assert "suspect" in figs[1].axes[0].get_title()
+    for f in figs:
+        plt.close(f)
+
+
+def test_defence_explorer_redraws_on_threshold_change():
+    import matplotlib
+    matplotlib.use("Agg")
+
+    box = lk.widgets.backdoor_defence_explorer("strip", seed=0)
+    assert set(box.controls) == {"rate", "frr"}
+    first = box.figure
+    box.controls["frr"].value = 0.2
+    assert box.figure is not first and box.last_seconds > 0
+    with pytest.raises(ValueError):
+        lk.widgets.backdoor_defence_explorer("neural_cleanse")

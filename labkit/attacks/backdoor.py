@@ -23,7 +23,7 @@ import numpy as np
 from ..types import Dataset, PoisonedDataset, as_rng, make_poisoned
 
 __all__ = ["add_backdoor", "patch_trigger", "blend_trigger", "PatchTrigger", "BlendTrigger",
-           "POSITIONS", "TRIGGERS"]
+           "backdoor_params", "POSITIONS", "TRIGGERS"]
 
 #: Named corners (and the centre) a patch can sit in.
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
@@ -304,3 +304,19 @@ def add_backdoor(data: Dataset, *, trigger="patch", target_class: int = 0, rate:
     params = {"rate": float(rate), "target_class": int(target_class), **trig.params}
     return make_poisoned(data, X=X, y=y, idx=idx, attack="backdoor", params=params,
                          target_class=int(target_class), trigger=trig)
+
+
+def backdoor_params(trigger: str = "patch", *, target_class: int = 0, size: int = 2,
+                    position: str = "bottom-right", value: float = 1.0, alpha: float = 0.2) -> dict:
+    """The ``params`` of :func:`add_backdoor` for one trigger kind, from a full set of settings.
+
+    A form (or widget) shows every setting; only those of the chosen ``trigger`` are kept:
+    ``size``, ``position``, ``value`` for a patch, ``alpha`` for a blend.
+
+    >>> backdoor_params("blend", size=3, alpha=0.1)
+    {'trigger': 'blend', 'target_class': 0, 'alpha': 0.1}
+    """
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+    own = {"size": size, "position": position, "value": value} if trigger == "patch" else {"alpha": alpha}
+    return {"trigger": trigger, "target_class": int(target_class), **own}
