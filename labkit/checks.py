@@ -187,3 +187,33 @@ def _l2_which_breaks(answer):
     ok = str(answer).strip().lower().replace(" ", "_") in ("activation_clustering", "ac")
     return ok, ("yes: with poisons as half the class, the 'smaller cluster' is no longer the poison."
                 if ok else "look at the recall-vs-rate curve again: which one drops to 0 at 0.10?")
+
+
+# ---- lesson 5: defence in depth ------------------------------------------------------------
+
+@exercise("l5_blind_spot",
+          hint="A backdoor leaves clean behaviour untouched. Which checks look at clean inputs only?",
+          solution="'none': the canary compares clean accuracy and confidence, which a backdoor "
+                   "keeps; traffic drift and the STRIP screen need triggered inputs in the traffic. "
+                   "A backdoor stays invisible to monitoring until someone uses the trigger.")
+def _l5_blind_spot(answer):
+    ok = str(answer).strip().lower() in ("none", "no check", "nothing")
+    return ok, ("yes: monitoring sees a backdoor only once triggered inputs arrive."
+                if ok else "run lk.defences.monitoring.monitor with clean traffic and read the alerts.")
+
+
+@exercise("l5_capstone",
+          hint="Layer the lab's defences: label checks find flipped and backdoor rows (their "
+               "neighbours disagree), feature-space clustering finds a backdoor's cluster. "
+               "Combine flags with | and check the precision: every clean row you flag costs you.",
+          solution="flags = lk.challenge.reference_defence(data, seed=SEED).flagged  (k-NN "
+                   "sanitisation OR activation clustering; F1 above 0.8 on every seed tried).")
+def _l5_capstone(answer):
+    from .challenge import score
+
+    flags, seed = answer if isinstance(answer, tuple) else (answer, 0)
+    result = score(flags, seed=seed)
+    per = ", ".join(f"{k} {v['recall']:.2f}" for k, v in result["per_family"].items() if v["recall"] is not None)
+    msg = (f"precision {result['precision']:.2f}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
+           f"(per family recall: {per}); goal F1 >= 0.8")
+    return result["f1"] >= 0.8, msg

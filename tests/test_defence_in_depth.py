@@ -14,6 +14,17 @@ KEY = b"0123456789abcdef-workshop-key"
 SEEDS = (0, 1, 2)
 
 
+def test_simulated_tampering_is_found_exactly():
+    from labkit.defences.provenance import simulate_tampering
+
+    train = lk.data.digits().train
+    manifest = create_manifest(train, key=KEY, source="test")
+    tampered, truth = simulate_tampering(train, rng=4)
+    report = verify(tampered, manifest, key=KEY)
+    assert (sorted(report.modified), list(report.removed), list(report.added)) == \
+        (sorted(truth["modified"]), truth["removed"], truth["added"])
+
+
 def _tamper(data, rng):
     """Modify 3 rows, delete 2, append 2; returns the new data and the expected report."""
     X, y = data.X.copy(), data.y.copy()
@@ -105,6 +116,8 @@ def test_monitoring_alerts_on_backdoor_and_stays_quiet_on_clean_retrain(seed):
     bad = monitor(reference, lk.models.train(poisoned, seed=seed), **kw)
     assert clean.quiet, clean.alerts
     assert not bad.quiet and any(a.startswith("traffic_drift") for a in bad.alerts)
+    # the blind spot taught in the notebook: without triggered traffic nothing fires
+    assert monitor(reference, lk.models.train(poisoned, seed=seed), **{**kw, "traffic": incoming.X}).quiet
 
 
 # ---- capstone ------------------------------------------------------------------------------

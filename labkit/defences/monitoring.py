@@ -27,7 +27,7 @@ import numpy as np
 from ..models import predict, predict_proba
 from ..types import Dataset
 
-__all__ = ["psi", "monitor", "MonitorReport", "THRESHOLDS"]
+__all__ = ["psi", "monitor", "MonitorReport", "THRESHOLDS", "simulate_traffic"]
 
 #: Default alert thresholds: PSI > 0.1 is the usual "investigate" level (0.25: "act").
 THRESHOLDS = {"class_accuracy_drop": 0.1, "ks_pvalue": 0.01, "psi": 0.1, "screen_pvalue": 1e-5}
@@ -120,3 +120,16 @@ def monitor(reference, candidate, *, canary: Dataset, traffic, trusted: Dataset,
     if p < th["screen_pvalue"]:
         alerts.append("trigger_screen: too many low-entropy inputs")
     return MonitorReport(tuple(alerts), values)
+
+
+def simulate_traffic(inputs: Dataset, trigger=None, *, share: float = 0.2, rng=None) -> np.ndarray:
+    """Inputs arriving at a deployed model: ``inputs.X`` with a ``share`` of them carrying
+    ``trigger`` (a function stamping images, e.g. ``PoisonedDataset.trigger``); no trigger
+    means clean traffic. Returns an array shaped like ``inputs.X``."""
+    from ..types import as_rng
+
+    X = np.array(inputs.X, copy=True)
+    if trigger is not None:
+        hit = as_rng(rng).random(len(X)) < share
+        X[hit] = trigger(X[hit])
+    return X

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..types import Dataset
 
-__all__ = ["row_digests", "create_manifest", "sign", "verify", "save_manifest", "load_manifest",
-           "ProvenanceReport", "ManifestError"]
+__all__ = ["row_digests", "create_manifest", "sign", "is_authentic", "verify", "save_manifest",
+           "load_manifest", "simulate_tampering", "ProvenanceReport", "ManifestError"]
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data" / "manifests"
 
@@ -102,6 +102,14 @@ class ProvenanceReport:
         return mask
 
 
+def is_authentic(manifest: dict, *, key: bytes) -> bool:
+    """True when ``manifest`` carries a valid signature for ``key`` and a consistent root hash."""
+    if not all(f in manifest for f in ("rows", "root", "signature")):
+        return False
+    return (hmac.compare_digest(sign(manifest, key), str(manifest["signature"]))
+            and _root(manifest["rows"]) == manifest["root"])
+
+
 def verify(data: Dataset, manifest: dict, *, key: bytes) -> ProvenanceReport:
     """Check ``data`` against a signed ``manifest``.
 
@@ -114,10 +122,8 @@ def verify(data: Dataset, manifest: dict, *, key: bytes) -> ProvenanceReport:
     for field in ("rows", "root", "signature"):
         if field not in manifest:
             raise ManifestError(f"manifest has no {field!r} field")
-    if not hmac.compare_digest(sign(manifest, key), str(manifest["signature"])):
+    if not is_authentic(manifest, key=key):
         raise ManifestError("manifest signature does not match: it was edited or signed with another key")
-    if _root(manifest["rows"]) != manifest["root"]:
-        raise ManifestError("manifest root hash does not match its rows")
     old, new = list(manifest["rows"]), row_digests(data)
     added, removed, modified = [], [], []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
@@ -147,3 +153,35 @@ def load_manifest(path) -> dict:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path} is not a manifest: {exc}") from exc
+
+
+def simulate_tampering(data: Dataset, *, n_modified: int = 3, n_removed: int = 2, n_added: int = 2,
+                       rng=None) -> tuple:
+    """A tampered copy of ``data`` for practice, and what was done to it.
+
+    Modifies ``n_modified`` rows (one pixel inverted), deletes ``n_removed`` rows and appends
+    ``n_added`` copies of existing images with new labels.
+
+    Returns
+    -------
+    tampered : Dataset
+    truth : dict
+        ``modified`` and ``added`` as indices into ``tampered``, ``removed`` as indices into
+        ``data`` (the convention of :class:`ProvenanceReport`).
+    """
+    from ..types import as_rng
+
+    rng = as_rng(rng)
+    n = len(data)
+    removed = np.sort(rng.choice(n, n_removed, replace=False))
+    keep = np.setdiff1d(np.arange(n), removed)
+    modified_old = np.sort(rng.choice(keep, n_modified, replace=False))
+    X, y = data.X.copy(), data.y.copy()
+    X[modified_old, 0, 0, 0] = 1.0 - X[modified_old, 0, 0, 0]
+    extra = rng.choice(keep, n_added, replace=False)
+    X = np.concatenate([X[keep], X[extra]])
+    y = np.concatenate([y[keep], (y[extra] + 1) % data.n_classes])
+    new_index = {old: new for new, old in enumerate(keep)}
+    truth = {"modified": [new_index[i] for i in modified_old.tolist()], "removed": removed.tolist(),
+             "added": list(range(len(keep), len(keep) + n_added))}
+    return data.replace(X=X, y=y), truth
