@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # one BLAS thread per pytest worker: two workers share the 2 cores of a small machine
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: install lab test test-fast notebooks bench clean
+.PHONY: install lab test test-fast notebooks bench clean ui-test
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# Browser check of the widgets in a real JupyterLab (needs Debian's chromium; not run by CI).
+ui-test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
+	$(PY) -m pip install --quiet playwright
+	$(PY) tests/ui_check.py 01_label_flipping.ipynb
