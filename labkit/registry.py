@@ -37,11 +37,14 @@ from .attacks.backdoor import add_backdoor
 from .attacks.federated import federated_train, run_federated
 from .attacks.gradient import match_gradients, run_gradient_matching
 from .attacks.label_flip import flip_labels
+from .attacks.clean_label import bullseye_polytope, run_clean_label
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
 from .defences.aggregation import aggregator
 from .defences.dp_sgd import dp_sgd
 from .defences.dpa import certified_accuracy, dpa
+from .defences.deep_knn import deep_knn
+from .defences.feature_outliers import feature_outliers
 from .defences.gradient_audit import gradient_audit
 from .defences.knn_sanitisation import knn_sanitisation
 from .defences.spectral_signature import spectral_signature
@@ -197,3 +200,21 @@ register_defence(DefenceSpec(
 register_defence(DefenceSpec(
     "adversarial_training", "training", lambda eps=0.1, **kw: {"adversarial_eps": eps, **kw},
     "robust training: train on FGSM adversarial versions of every mini-batch (eps 0.1)"))
+
+
+# ---- lesson 3: clean-label poisoning ------------------------------------------------------
+register_attack(AttackSpec(
+    "clean_label", bullseye_polytope, "clean-label",
+    "correctly labelled poisons flip one target (transfer learning; bullseye polytope)",
+    defences=("deep_knn", "feature_outliers", "augmentation"), default_rate=0.022,
+    defaults={"n_targets": 10, "method": "bullseye", "n_poisons": 30, "eps": 0.25,
+              "guard_weight": 1.0},
+    runner=run_clean_label))
+register_defence(DefenceSpec(
+    "deep_knn", "detector",
+    lambda view, model, rng, **kw: deep_knn(_embed(view, model), view.y, n_classes=view.n_classes, **kw),
+    "drop rows whose label disagrees with the plurality of their k neighbours in feature space"))
+register_defence(DefenceSpec(
+    "feature_outliers", "detector",
+    lambda view, model, rng, **kw: feature_outliers(_embed(view, model), view.y, **kw),
+    "drop, per class, the rows farthest from the class centre in feature space"))

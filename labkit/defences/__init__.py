@@ -8,6 +8,8 @@ from .audit import audit
 from . import aggregation
 from .base import flag_top
 from .confident_learning import confident_learning
+from .deep_knn import deep_knn
+from .feature_outliers import feature_outliers
 from .dp_sgd import dp_sgd
 from .dpa import certified_accuracy, dpa
 from .gradient_audit import gradient_audit
@@ -18,4 +20,4 @@ from .strip import strip, strip_report
 __all__ = ["flag_top", "aggregation", "dp_sgd", "gradient_audit", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
            "spectral_scores", "spectral_signature", "signature_strength", "activation_clustering", "strip",
            "strip_report",
-           "audit", "monitoring", "provenance"]
+           "audit", "monitoring", "provenance", "deep_knn", "feature_outliers"]
