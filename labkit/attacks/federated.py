@@ -37,7 +37,7 @@ from .. import models
 from ..defences.aggregation import aggregator, stack, unstack
 from ..types import Dataset, as_rng
 
-__all__ = ["federated_train", "shard", "malicious_updates", "alie_z", "FederatedResult",
+__all__ = ["federated_train", "federated_table", "shard", "malicious_updates", "alie_z", "FederatedResult",
            "ATTACKS", "run_federated"]
 
 #: Malicious update kinds.
@@ -233,6 +233,23 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
               "boost": boost, "z": round(z, 4),
               "malicious_rows": int(sum(parts[i].size for i in bad))}
     return FederatedResult(net.eval(), np.asarray(acc), bad, params)
+
+
+def federated_table(train: Dataset, *, test: Dataset, rules=("mean", "median", "trimmed_mean", "krum"),
+                    attacks=("none", "sign_flip", "scaling", "little_is_enough"), malicious: int = 2,
+                    progress: bool = False, **kw) -> dict:
+    """:func:`federated_train` for every aggregation rule under every attack.
+
+    ``"none"`` in ``attacks`` means no malicious client. Returns ``{(attack, rule):
+    FederatedResult}``; ``kw`` go to :func:`federated_train` (``rounds``, ``iid``, ``seed``).
+    """
+    grid = [(a, r) for a in attacks for r in rules]
+    if progress:
+        from tqdm.auto import tqdm
+        grid = tqdm(grid, desc="federated table", leave=False)
+    return {(a, r): federated_train(train, test=test, aggregate=r, malicious=0 if a == "none" else malicious,
+                                    attack="sign_flip" if a == "none" else a, **kw)
+            for a, r in grid}
 
 
 def unstack_rows(U: torch.Tensor, like: dict) -> dict:

@@ -1,0 +1,142 @@
+"""Lesson 4, part 1: gradient-matching poisons, the noise control and the gradient audit."""
+import numpy as np
+import pytest
+import torch
+
+import labkit as lk
+from labkit.attacks.gradient import (choose_targets, label_agreement, match_gradients,
+                                     noise_poisons)
+from labkit.defences.gradient_audit import audit_scores, gradient_audit, head_gradients
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits_setup():
+    tr, te = lk.data.digits(seed=0)
+    deployed = lk.models.train(tr, epochs=30, seed=0)
+    t, a = choose_targets(deployed, te, 1, rng=0)
+    return tr, te, deployed, int(t[0]), int(a[0])
+
+
+def _craft(setup, **kw):
+    tr, te, deployed, t, a = setup
+    args = dict(test=te, target_idx=t, target_class=a, surrogates=deployed, rate=0.05, eps=0.15,
+                steps=15, rng=0)
+    args.update(kw)
+    return match_gradients(tr, **args)
+
+
+@pytest.mark.parametrize("eps,objective", [(0.05, "sign"), (0.15, "sign"), (0.15, "cosine")])
+def test_poisons_stay_within_eps_keep_labels_and_touch_only_poison_rows(digits_setup, eps, objective):
+    tr, te, deployed, t, a = digits_setup
+    X_before = tr.X.copy()
+    p = _craft(digits_setup, eps=eps, objective=objective)
+    idx = p.poison_idx
+    assert p.n_poison == round(0.05 * len(tr))
+    assert np.all(tr.y[idx] == a)                                       # poisons come from the adversarial class
+    np.testing.assert_array_equal(p.y, tr.y)                            # labels kept
+    assert np.abs(p.X[idx] - tr.X[idx]).max() <= eps + 1e-6
+    assert np.abs(p.X[idx] - tr.X[idx]).max() > eps / 2                  # it did perturb
+    outside = np.setdiff1d(np.arange(len(tr)), idx)
+    np.testing.assert_array_equal(p.X[outside], tr.X[outside])
+    assert p.X.min() >= 0 and p.X.max() <= 1
+    np.testing.assert_array_equal(tr.X, X_before)                        # input not mutated
+    assert list(p.target_idx) == [t] and list(p.target_class) == [a]
+
+
+def test_same_seed_same_poisons(digits_setup):
+    a, b = _craft(digits_setup, rng=3), _craft(digits_setup, rng=3)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.poison_idx, b.poison_idx)
+
+
+def test_crafting_raises_alignment(digits_setup):
+    hist = []
+    p = _craft(digits_setup, objective="cosine", steps=60, history=hist)
+    assert len(hist) == 60
+    # hist[0] is the random start (already ~0.86: both gradients raise the class's logit)
+    assert 1 - hist[-1] <= 0.7 * (1 - hist[0])
+    assert p.params["alignment"] == pytest.approx(hist[-1], abs=0.02)
+
+
+def test_nearest_bases_are_closest_to_target(digits_setup):
+    tr, te, deployed, t, a = digits_setup
+    p = _craft(digits_setup, steps=1, bases="nearest")
+    pool = np.flatnonzero(tr.y == a)
+    d = ((tr.X[pool] - te.X[t]) ** 2).reshape(pool.size, -1).sum(1)
+    others = np.setdiff1d(pool, p.poison_idx)
+    dist = dict(zip(pool, d))
+    assert max(dist[i] for i in p.poison_idx) <= min(dist[i] for i in others)
+
+
+def test_bad_settings_fail_early(digits_setup):
+    with pytest.raises(ValueError, match="rate"):
+        _craft(digits_setup, rate=1.5)
+    with pytest.raises(ValueError, match="eps"):
+        _craft(digits_setup, eps=0)
+    with pytest.raises(ValueError, match="target_class"):
+        _craft(digits_setup, target_class=10)
+    with pytest.raises(ValueError, match="objective"):
+        _craft(digits_setup, objective="l2")
+    with pytest.raises(ValueError, match="victim"):
+        lk.run("gradient_matching", params={"victim": "transfer"})
+
+
+def test_noise_control_uses_same_rows_and_budget(digits_setup):
+    tr = digits_setup[0]
+    p = _craft(digits_setup, steps=2)
+    c = noise_poisons(p, eps=0.15, rng=0)
+    np.testing.assert_array_equal(c.poison_idx, p.poison_idx)
+    np.testing.assert_array_equal(c.y, tr.y)
+    assert np.abs(c.X - tr.X).max() <= 0.15 + 1e-6
+    assert c.attack == "random_noise" and list(c.target_idx) == list(p.target_idx)
+
+
+# ---- gradient audit -----------------------------------------------------------------------
+
+def test_head_gradients_match_autograd(digits_setup):
+    tr, _, deployed, _, _ = digits_setup
+    G = head_gradients(deployed, tr.X[:5], tr.y[:5])
+    for i in range(5):
+        deployed.zero_grad()
+        loss = torch.nn.functional.cross_entropy(deployed(torch.tensor(tr.X[i:i + 1])), torch.tensor(tr.y[i:i + 1]))
+        loss.backward()
+        ref = torch.cat([deployed.head.weight.grad, deployed.head.bias.grad[:, None]], 1).reshape(-1)
+        np.testing.assert_allclose(G[i], ref.double().numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_audit_scores_rank_planted_anomalies_first():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=8)
+    G = base + 0.1 * rng.normal(size=(60, 8))
+    y = np.repeat([0, 1], 30)
+    G[5] *= 10                                  # big norm, same direction
+    G[40] = -base                               # normal norm, opposite direction
+    assert np.argmax(audit_scores(G, y, use="norm")[:30]) == 5
+    assert np.argmax(audit_scores(G, y, use="direction")[30:]) == 10
+    s = audit_scores(G, y)
+    assert set(np.argsort(-s)[:2]) == {5, 40}
+
+
+def test_gradient_audit_contract(digits_setup):
+    tr, _, deployed, _, _ = digits_setup
+    det = gradient_audit(deployed, tr.X, tr.y, expected_rate=0.05)
+    assert det.scores.shape == (len(tr),) and det.n_flagged == int(np.ceil(0.05 * len(tr)))
+    assert det.scores[det.flagged].min() >= det.scores[~det.flagged].max()
+    with pytest.raises(ValueError, match="expected_rate"):
+        gradient_audit(deployed, tr.X, tr.y, expected_rate=2)
+
+
+def test_runner_honours_cli_contract_with_both_defences():
+    from labkit.__main__ import JSON_FIELDS
+
+    for defence in ("dp_sgd", "gradient_audit"):
+        r = lk.run("gradient_matching", defence=defence, params={"n_targets": 2, "steps": 5},
+                   train_kw={"epochs": 20})
+        d = r.as_dict()
+        assert set(JSON_FIELDS) <= set(d)
+        assert d["n_poison"] == round(0.05 * d["n_train"]) and d["params"]["eps"] == 0.15
+        assert 0 <= d["attack_success"] <= 1 and 0 <= d["attack_success_defended"] <= 1
+        assert {"control_success", "label_agreement"} <= set(d["extra"])
+    assert d["detection"]["n_poison"] > 0
