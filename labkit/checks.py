@@ -217,3 +217,91 @@ def _l5_capstone(answer):
     msg = (f"precision {result['precision']:.2f}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
            f"(per family recall: {per}); goal F1 >= 0.8")
     return result["f1"] >= 0.8, msg
+
+
+# ---- lesson 4: gradient manipulation ------------------------------------------------------
+
+#: Five client updates (2-D) for the Krum exercise: four honest ones near (1, 1), one far off.
+L4_KRUM_UPDATES = [[1.0, 1.2], [0.9, 1.0], [1.1, 0.8], [1.0, 1.0], [6.0, -4.0]]
+
+
+@exercise("l4_krum_pick",
+          hint="Krum with f = 1 and n = 5 scores each update by the sum of squared distances to "
+               "its n - f - 2 = 2 nearest other updates, and picks the lowest score. Answer with "
+               "the index (0-4) into lk.checks.L4_KRUM_UPDATES.",
+          solution="3: (1.0, 1.0) sits in the middle of the honest cluster; its two nearest "
+                   "neighbours are 0.04 and 0.01 away (squared), score 0.05. "
+                   "lk.defences.aggregation.krum_select(torch.tensor(L4_KRUM_UPDATES), f=1) agrees.")
+def _l4_krum_pick(answer):
+    import torch
+
+    from .defences.aggregation import krum_select
+
+    right = int(krum_select(torch.tensor(L4_KRUM_UPDATES), f=1, m=1)[0])
+    ok = isinstance(answer, (int, np.integer)) and int(answer) == right
+    return ok, ("yes: the update closest to its neighbours wins; the outlier (index 4) scores worst."
+                if ok else "compute the squared distances between the five updates by hand.")
+
+
+@exercise("l4_median_breakdown",
+          hint="Coordinate-wise median over n = 10 clients: how many may lie arbitrarily while the "
+               "median is still pinned between two honest values?",
+          solution="4: with f <= 4 liars the middle values (5th and 6th of 10) are bounded by honest "
+                   "values; with 5 the attackers own one of the middle positions and can move the "
+                   "median anywhere. The breakdown point is just under one half.")
+def _l4_median_breakdown(answer):
+    ok = isinstance(answer, (int, np.integer)) and int(answer) == 4
+    return ok, ("yes: fewer than half." if ok else "try 10 values with f of them at +1e6 and sort.")
+
+
+@exercise("l4_clip_update",
+          hint="DP-SGD with max_norm C = 1 and no noise: every per-sample gradient is scaled down to "
+               "norm <= 1 (shorter ones unchanged), then the batch is averaged. Four gradients point "
+               "the same way with norms 0.5, 2, 3 and 0.2: what is the norm of the update?",
+          solution="(0.5 + 1 + 1 + 0.2) / 4 = 0.675: the two big gradients count as 1 each. "
+                   "lk.defences.dp_sgd.clip_and_noise agrees.")
+def _l4_clip_update(answer):
+    ok = isinstance(answer, (int, float, np.floating)) and abs(float(answer) - 0.675) < 1e-3
+    return ok, ("yes: clipping caps each sample's say at C." if ok
+                else "clip each norm at 1 first, then take the mean.")
+
+
+# ---- lesson 3: clean-label poisoning --------------------------------------------------------
+
+@exercise("l3_knn_k",
+          hint="A poison's k nearest neighbours (itself excluded) include the other poisons, "
+               "all labelled like it. Deep k-NN flags it only when another label wins the vote "
+               "outright. Suppose every other neighbour is of the target's class.",
+          solution="19 of the k neighbours are fellow poisons (label = base class); the other "
+                   "k - 19 are target-class rows. The target class wins outright when "
+                   "k - 19 > 19, i.e. k >= 39. Peri et al.'s rule of thumb: k at least about "
+                   "twice the number of poisons. In this lesson the poisons also sit closer to "
+                   "their own class than to the target, which is why k = 50 is not always enough.")
+def _l3_knn_k(answer):
+    try:
+        k = int(answer)
+    except (TypeError, ValueError):
+        return False, "answer with a whole number k"
+    if k == 39:
+        return True, "k = 39: 20 target-class votes beat 19 fellow poisons."
+    if k == 38:
+        return False, "with k = 38 it is 19 against 19: a tie is not an outright win."
+    return False, f"k = {k} is not the smallest k where the fellow poisons are outvoted."
+
+
+@exercise("l3_threat_model",
+          hint="Which part of the victim does the attacker optimise against, and does the victim "
+               "change that part when it trains on the poisons?",
+          solution="'transfer': the poisons are crafted in the feature space of the public, frozen "
+                   "extractor. A victim that only retrains its linear head keeps that feature "
+                   "space, so the poisons' position there is what the head sees. Retraining end "
+                   "to end (with augmentation) changes the features, and the carefully placed "
+                   "poisons land somewhere else: the attack mostly stops working (lk.run with "
+                   "defence='augmentation').")
+def _l3_threat_model(answer):
+    text = str(answer).strip().lower()
+    if text in ("transfer", "transfer learning", "frozen", "frozen features", "head only"):
+        return True, "the attack relies on the victim keeping the attacker's feature space."
+    if "end" in text or "scratch" in text:
+        return False, "end-to-end training moves the features the poisons were placed in."
+    return False, "answer 'transfer' or 'end to end'."

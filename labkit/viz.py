@@ -13,7 +13,8 @@ from .types import Dataset, PoisonedDataset
 __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_histogram",
            "certified_curve", "dataset_preview", "run_summary",
            "results_curve", "activation_scatter", "strip_histogram", "metric_curves",
-           "clustering_summary"]
+           "clustering_summary", "clean_label_pairs", "feature_map",
+           "alignment_curve", "success_bars", "federated_curves", "federated_heatmap", "gradient_trial"]
 
 
 def _plt():
@@ -296,5 +297,164 @@ def clustering_summary(det, *, ax=None):
     ax.set_title(f"suspect (red): silhouette >= {det.params['min_silhouette']} and "
                  f"smaller cluster <= {det.params['max_size']}", fontsize=9)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---- lesson 3: clean-label poisoning -------------------------------------------------------
+
+def clean_label_pairs(poisoned: PoisonedDataset, test: Dataset, *, n: int = 6, magnify: float = 2.0):
+    """The target, then ``n`` bases before / after poisoning / perturbation x ``magnify``.
+
+    Row 1: the target (test image); rows 2-4: bases, poisons (same label), and the change
+    shown as 0.5 + magnify * (poison - base), grey = unchanged.
+    """
+    plt = _plt()
+    idx = poisoned.poison_idx[:n]
+    n = len(idx)
+    fig, axes = plt.subplots(4, max(n, 1), figsize=(1.25 * max(n, 1), 5.4), squeeze=False)
+    t = int(poisoned.target_idx[0])
+    for ax in axes[0]:
+        ax.axis("off")
+    _show_image(axes[0, 0], test.X[t])
+    axes[0, 0].axis("on")
+    axes[0, 0].set_title(f"target: a {test.y[t]}\nwanted: {poisoned.target_class}", fontsize=8)
+    for j, i in enumerate(idx):
+        base, pois = poisoned.clean.X[i], poisoned.X[i]
+        _show_image(axes[1, j], base)
+        _show_image(axes[2, j], pois)
+        axes[3, j].imshow(np.clip(0.5 + magnify * (pois - base)[0], 0, 1), cmap="RdBu_r", vmin=0, vmax=1)
+        axes[3, j].set_xticks([])
+        axes[3, j].set_yticks([])
+        axes[1, j].set_title(f"base, label {poisoned.clean.y[i]}", fontsize=7)
+        axes[2, j].set_title(f"poison, label {poisoned.y[i]}", fontsize=7)
+        axes[3, j].set_title(f"change x{magnify:g}", fontsize=7)
+    fig.suptitle(f"max |change| = {np.abs(poisoned.X - poisoned.clean.X).max():.2f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def feature_map(features, labels, is_poison, target_feature, *, classes=None, title: str = "", ax=None):
+    """2-D PCA view of feature vectors: classes as light dots, poisons as red crosses, the
+    target as a black star. ``classes`` limits the dots (e.g. the target's and the base's)."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 4.2))
+    feats = np.asarray(features, float)
+    labels = np.asarray(labels)
+    is_poison = np.asarray(is_poison, bool)
+    keep = np.isin(labels, classes) | is_poison if classes is not None else np.ones(len(labels), bool)
+    mu = feats[keep].mean(0)
+    _, _, vt = np.linalg.svd(feats[keep] - mu, full_matrices=False)
+    proj = lambda z: (np.atleast_2d(z) - mu) @ vt[:2].T
+    for c in (classes if classes is not None else np.unique(labels)):
+        rows = (labels == c) & ~is_poison
+        xy = proj(feats[rows])
+        ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.35, label=f"class {c}")
+    xy = proj(feats[is_poison])
+    ax.scatter(xy[:, 0], xy[:, 1], marker="x", color="crimson", s=40, label="poisons")
+    xy = proj(target_feature)
+    ax.scatter(xy[:, 0], xy[:, 1], marker="*", color="black", s=220, label="target")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "feature space (PCA of the victim's features)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---- lesson 4: gradient manipulation --------------------------------------------------------
+
+def alignment_curve(histories, *, labels=None, title: str = "gradient alignment while crafting",
+                    ylabel: str = "alignment (1 = perfect)", ax=None):
+    """Alignment of poison and target gradients against crafting step, one line per run."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.2))
+    histories = [histories] if np.ndim(histories[0]) == 0 else histories
+    for i, h in enumerate(histories):
+        ax.plot(np.arange(1, len(h) + 1), h, lw=1.5,
+                label=labels[i] if labels is not None else None)
+    ax.set_xlabel("crafting step")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(min(0.0, float(np.min([np.min(h) for h in histories]))), 1.0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    if labels is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def success_bars(values: dict, *, ylabel: str = "targets flipped", title: str = "", ax=None):
+    """Bars of ``{label: fraction}`` with the value written on each bar."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.0, 3.0))
+    names = list(values)
+    vals = [float(values[k]) for k in names]
+    bars = ax.bar(range(len(vals)), vals, color=[f"C{i}" for i in range(len(vals))])
+    for b, v in zip(bars, vals):
+        ax.text(b.get_x() + b.get_width() / 2, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def federated_curves(table: dict, *, attack: str = "sign_flip", title: str = "", ax=None):
+    """Test accuracy over federated rounds for every rule under ``attack``.
+
+    ``table`` maps ``(attack, rule)`` to a :class:`labkit.attacks.federated.FederatedResult`
+    (as :func:`labkit.attacks.federated.federated_table` returns); ``("none", "mean")`` is
+    drawn dashed as the attack-free reference.
+    """
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.8, 3.4))
+    if ("none", "mean") in table:
+        acc = table["none", "mean"].accuracy
+        ax.plot(np.arange(1, acc.size + 1), acc, ls="--", color="gray", label="no attack (mean)")
+    for (att, rule), res in table.items():
+        if att == attack:
+            ax.plot(np.arange(1, res.accuracy.size + 1), res.accuracy, label=rule)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"federated training under {attack}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def federated_heatmap(table: dict, *, title: str = "final accuracy (rule x attack)", ax=None):
+    """Final test accuracy of every ``(attack, rule)`` in ``table`` as an annotated grid."""
+    plt = _plt()
+    attacks = list(dict.fromkeys(a for a, _ in table))
+    rules = list(dict.fromkeys(r for _, r in table))
+    M = np.full((len(rules), len(attacks)), np.nan)
+    for (a, r), res in table.items():
+        M[rules.index(r), attacks.index(a)] = res.accuracy[-1]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.3 * len(attacks) + 2, 0.5 * len(rules) + 1.5))
+    ax.imshow(M, cmap="RdYlGn", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(M):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(attacks)))
+    ax.set_xticklabels(attacks, fontsize=8)
+    ax.set_yticks(range(len(rules)))
+    ax.set_yticklabels(rules, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_trial(trial: dict, test: Dataset, *, n: int = 6, magnify: float = 4.0):
+    """A :func:`labkit.attacks.gradient.try_target` trial: target, bases, poisons, changes,
+    and the adversarial class's probability before / after poisoning / after the control."""
+    fig = clean_label_pairs(trial["poisoned"], test, n=n, magnify=magnify)
+    a = int(np.asarray(trial["poisoned"].target_class).ravel()[0])
+    fig.suptitle(f"P(target = {a}): deployed {trial['prob_deployed']:.2f} | after poisons "
+                 f"{trial['prob_victim']:.2f} | after noise control {trial['prob_control']:.2f}", fontsize=9)
     fig.tight_layout()
     return fig

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer"]
+__all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer", "clean_label_explorer",
+           "gradient_matching_explorer", "federated_explorer"]
 
 
 def panel(fn: Callable, *, title: str = "", **controls):
@@ -130,3 +131,67 @@ def backdoor_defence_explorer(defence: str = "activation_clustering", *, seed: i
         title=f"Backdoor vs {defence}",
         rate=_slider("poison rate", 0.05, 0.005, 0.15, 0.005, fmt=".3f"),
         **_DEFENCE_CONTROLS[defence]())
+
+
+# ---- lesson 3: clean-label poisoning -------------------------------------------------------
+
+def clean_label_explorer(*, seed: int = 0):
+    """Lesson 3: method, number of poisons, budget, watermark opacity, target -> one trial."""
+    import ipywidgets as W
+
+    from .attacks.clean_label import explore_trial
+
+    return panel(
+        lambda method, n_poisons, eps, opacity, target: explore_trial(
+            method=method, n_poisons=n_poisons, eps=eps, opacity=opacity, target=target, seed=seed),
+        title="Clean-label poisoning: one target, one fresh victim",
+        method=W.Dropdown(options=["bullseye", "collision", "random"], value="bullseye",
+                          description="method"),
+        n_poisons=_slider("poisons", 30, 1, 40, 1),
+        eps=_slider("eps (L-inf)", 0.25, 0.02, 0.5, 0.01),
+        opacity=_slider("opacity", 0.0, 0.0, 0.5, 0.05),
+        target=_slider("target #", 0, 0, 9, 1))
+
+
+# ---- lesson 4: gradient manipulation --------------------------------------------------------
+
+def gradient_matching_explorer(split, deployed, *, seed: int = 0):
+    """Lesson 4: budget, eps, target -> craft (60 steps), fine-tune, show the trial.
+
+    ``split`` and ``deployed`` come from the notebook (the deployed model is trained once).
+
+    See Also: notebooks/04_gradient_manipulation.ipynb
+    """
+    from .attacks.gradient import try_target
+    from .viz import gradient_trial
+
+    return panel(
+        lambda rate, eps, target: gradient_trial(
+            try_target(split, deployed, target=target, rate=rate, eps=eps, seed=seed), split.test),
+        title="Gradient matching: one target, fine-tuning victim",
+        rate=_slider("budget", 0.05, 0.01, 0.05, 0.01),
+        eps=_slider("eps", 0.15, 0.02, 0.15, 0.01),
+        target=_slider("target #", 0, 0, 9, 1))
+
+
+def federated_explorer(split, *, seed: int = 0, rounds: int = 15):
+    """Lesson 4: malicious clients, their update, the aggregation rule, IID or not ->
+    accuracy over rounds for that rule and for plain averaging.
+
+    See Also: notebooks/04_gradient_manipulation.ipynb
+    """
+    import ipywidgets as W
+
+    from .attacks.federated import ATTACKS, federated_table
+    from .defences.aggregation import RULES
+    from .viz import federated_curves
+
+    return panel(
+        lambda malicious, attack, rule, iid: federated_curves(federated_table(
+            split.train, test=split.test, rules=tuple(dict.fromkeys(("mean", rule))), attacks=(attack,),
+            malicious=malicious, rounds=rounds, iid=iid, seed=seed), attack=attack),
+        title="Federated learning with malicious clients",
+        malicious=_slider("malicious", 2, 0, 4, 1),
+        attack=W.Dropdown(options=list(ATTACKS), value="sign_flip", description="update"),
+        rule=W.Dropdown(options=list(RULES), value="median", description="rule"),
+        iid=W.Checkbox(value=True, description="IID shards"))

@@ -227,7 +227,10 @@ def collide_features(data: Dataset, *, test: Dataset = None, target_idx: int = N
     Faithful to Shafahi et al., Algorithm 1, but run on all poisons in one batch. In the
     paper a single poison suffices in transfer learning with a 2048-d InceptionV3 feature
     space; on 8x8 digits the L-inf ball is too small to move the features far (see the
-    notebook's success-versus-visibility curve).
+    notebook's success-versus-visibility curve). Measured (3 seeds x 10 targets, transfer
+    victim): 30 poisons succeed 0.07 / 0.47 / 0.90 at ``eps`` 0.1 / 0.25 / 0.5, but an
+    independent logistic regression then reads only 0.94 / 0.68 / 0.30 of them as their own
+    label; one poison at ``eps`` 0.25 succeeds 0.07; watermark 0.3 adds little (0.50).
 
     References
     ----------
@@ -294,6 +297,10 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
     The poisons need not each reach the target, as Poison Frogs' do: together they surround
     it, so a linear head that fits them with their (correct) label also takes the target.
     Step size ``eps/5`` for the first half of the steps, ``eps/25`` after.
+
+    Measured (3 seeds x 10 targets, defaults): success 0.50 (0.6 / 0.5 / 0.4), random
+    perturbation of the same size 0.00, logistic regression reads 0.92 of the poisons as their
+    own label; 40 poisons: 0.53. Short of the lesson's 0.6 goal; see the notebook.
 
     Threat model: transfer learning. The attacker knows the public extractor, has clean data
     of the same kind (to train ``guard`` and pick bases) and changes only pixels, within
