@@ -17,9 +17,10 @@ def deep_knn(features, labels, *, k: int = 50, n_classes: int | None = None) -> 
 
     Clean-label poisons carry their own (correct) label but, in the victim's feature space,
     sit next to the target, among rows of the *target's* class: their neighbours outvote
-    them. ``k`` must exceed the number of poisons clustered together (Peri et al. find
-    ``k`` around twice the poisons per class works; too small a ``k`` lets the poisons vote
-    for each other).
+    them. ``k`` must be large next to the number of poisons that cluster together (Peri et
+    al. tie the choice of ``k`` to the number of poisons); otherwise the poisons vote for each
+    other. Against the many clumped poisons of this lab's bullseye attack, ``k`` = 50 removes
+    about 59% of them while flagging 12% of the base class (notebooks/03_clean_label.ipynb).
 
     Parameters
     ----------
