@@ -88,7 +88,7 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
     Parameters
     ----------
     data : Dataset
-        The training set; poisons replace ``round(rate * len(data))`` rows of class
+        The training set; poisons replace ``floor(rate * len(data))`` rows of class
         ``target_class`` (capped at that class's size).
     test : Dataset
         Holds the target image ``test.X[target_idx]``.
@@ -123,7 +123,8 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
         hinge keeps the poisons' labels plausible.
     rng : None, int or numpy Generator
     history : list, optional
-        If given, receives the mean alignment (cosine) after every step of the best restart.
+        If given, receives the alignment (the objective's own measure: the cosine, or the
+        weighted sign agreement, 1 = perfect) at every step of the best restart.
 
     Returns
     -------
@@ -156,7 +157,7 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     rng = as_rng(rng)
     surrogates = [surrogates] if isinstance(surrogates, nn.Module) else list(surrogates)
-    n_poison = max(1, int(round(rate * len(data))))
+    n_poison = max(1, int(rate * len(data) + 1e-9))         # floor: never above the budget
     idx = _choose_bases(data, test.X[target_idx], target_class, n_poison, bases, rng)
     xb = torch.tensor(data.X[idx])
     yb = torch.tensor(data.y[idx])
@@ -183,13 +184,13 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
             loss, cos = 0.0, 0.0
             for s, params, gt in nets:
                 gp = _flat_grad(s, params, x, yb, create_graph=True)
-                c = (gp @ gt) / gp.norm().clamp_min(1e-12)
-                cos += float(c.detach()) / len(nets)
                 if objective == "cosine":
-                    loss = loss + 1 - c
+                    align = (gp @ gt) / gp.norm().clamp_min(1e-12)
                 else:
                     tau = gp.detach().abs().mean().clamp_min(1e-12)
-                    loss = loss + 1 - (gt * torch.tanh(gp / tau)).sum() / gt.abs().sum()
+                    align = (gt * torch.tanh(gp / tau)).sum() / gt.abs().sum()
+                cos += float(align.detach()) / len(nets)
+                loss = loss + 1 - align
                 if keep_label:
                     loss = loss + keep_label * _hinge(functional_call(s, params, (x,)), yb)
             loss = loss / len(nets)
@@ -205,7 +206,7 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
             hist.append(cos)
             if bar is not None:
                 bar.update()
-        final = float(loss.detach()) if objective == "sign" else 1 - _alignment_now(nets, xb + delta.detach(), yb)
+        final = float(loss.detach())
         if final < best_loss:
             best, best_loss, best_hist = delta.detach().clone(), final, hist
     if bar is not None:
@@ -321,7 +322,7 @@ class Brew:
 
 def brew(split, *, n_targets: int = 10, rate: float = 0.05, eps: float = 0.15,
          victim: str = "finetune", n_clean: int = 200, finetune_epochs: int = 1,
-         ensemble: int = 1, guard: bool = False, seed: int = 0, train_kw: Optional[dict] = None,
+         ensemble: int = 1, guard: bool = True, seed: int = 0, train_kw: Optional[dict] = None,
          progress: bool = False, **craft_kw) -> Brew:
     """Train (or take) the deployed model, draw ``n_targets`` targets, craft their poisons.
 
