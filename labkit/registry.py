@@ -178,8 +178,8 @@ register_attack(AttackSpec(
     defences=("median", "trimmed_mean", "krum", "norm_clip"), default_rate=0.2,
     defaults={"attack": "sign_flip"}, runner=run_federated))
 register_defence(DefenceSpec(
-    "dp_sgd", "training", lambda **kw: {"aggregate": dp_sgd(**kw)},
-    "clip every per-sample gradient and add Gaussian noise (gradient shaping)"))
+    "dp_sgd", "training", lambda **kw: {"aggregate": dp_sgd(**{"noise_multiplier": 0.5, **kw})},
+    "clip every per-sample gradient (C=1) and add Gaussian noise (sigma=0.5): gradient shaping"))
 register_defence(DefenceSpec(
     "gradient_audit", "detector",
     lambda view, model, rng, **kw: gradient_audit(model, view.X, view.y, **kw),
