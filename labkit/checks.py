@@ -64,6 +64,13 @@ def solution(name: str) -> None:
     print(f"[{name}] solution: {_get(name).solution}")
 
 
+def _one_of(answer, accepted, *, right: str, wrong: str) -> tuple:
+    """A checker for a named-choice answer: case, spaces and underscores do not matter."""
+    norm = lambda text: str(text).strip().lower().replace(" ", "_")
+    ok = norm(answer) in {norm(a) for a in accepted}
+    return ok, right if ok else wrong
+
+
 # ---- lesson 0: welcome ----------------------------------------------------------------------
 
 @exercise("l0_which_metric",
@@ -72,9 +79,9 @@ def solution(name: str) -> None:
           solution="'attack_success': a backdoored model keeps its clean accuracy; only the "
                    "attack success rate on triggered inputs shows the attack.")
 def _l0_which_metric(answer):
-    ok = str(answer).strip().lower().replace(" ", "_") in ("attack_success", "attack_success_rate")
-    return ok, ("yes: clean accuracy can stay at 0.96 while the attacker's goal is met."
-                if ok else "clean accuracy would look perfectly normal here; try another metric.")
+    return _one_of(answer, ("attack_success", "attack_success_rate"),
+                   right="yes: clean accuracy can stay at 0.96 while the attacker's goal is met.",
+                   wrong="clean accuracy would look perfectly normal here; try another metric.")
 
 
 # ---- lesson 1: label flipping ---------------------------------------------------------------
@@ -123,10 +130,10 @@ def _l1_sanitiser_settings(answer):
                    "flipped row's neighbours carry the same wrong label and the majority vote "
                    "agrees with the attacker.")
 def _l1_which_evades(answer):
-    ok = str(answer).strip().lower() in ("optimised", "optimized")
-    return ok, ("yes: consistent flips make the neighbours agree with the attacker."
-                if ok else "measure it: run lk.run('label_flip', defence='knn_sanitisation', "
-                           "params={'strategy': ...}) for each strategy and compare recall.")
+    return _one_of(answer, ("optimised", "optimized"),
+                   right="yes: consistent flips make the neighbours agree with the attacker.",
+                   wrong="measure it: run lk.run('label_flip', defence='knn_sanitisation', "
+                         "params={'strategy': ...}) for each strategy and compare recall.")
 
 
 # ---- lesson 2: backdoors --------------------------------------------------------------------
@@ -184,9 +191,9 @@ def _l2_rows_to_drop(answer):
           solution="'activation_clustering': its 'smaller cluster' rule needs the poisons to be the "
                    "smaller group; at half the class neither cluster is small.")
 def _l2_which_breaks(answer):
-    ok = str(answer).strip().lower().replace(" ", "_") in ("activation_clustering", "ac")
-    return ok, ("yes: with poisons as half the class, the 'smaller cluster' is no longer the poison."
-                if ok else "look at the recall-vs-rate curve again: which one drops to 0 at 0.10?")
+    return _one_of(answer, ("activation_clustering", "ac"),
+                   right="yes: with poisons as half the class, the 'smaller cluster' is no longer the poison.",
+                   wrong="look at the recall-vs-rate curve again: which one drops to 0 at 0.10?")
 
 
 # ---- lesson 5: defence in depth ------------------------------------------------------------
@@ -197,9 +204,9 @@ def _l2_which_breaks(answer):
                    "keeps; traffic drift and the STRIP screen need triggered inputs in the traffic. "
                    "A backdoor stays invisible to monitoring until someone uses the trigger.")
 def _l5_blind_spot(answer):
-    ok = str(answer).strip().lower() in ("none", "no check", "nothing")
-    return ok, ("yes: monitoring sees a backdoor only once triggered inputs arrive."
-                if ok else "run lk.defences.monitoring.monitor with clean traffic and read the alerts.")
+    return _one_of(answer, ("none", "no check", "nothing"),
+                   right="yes: monitoring sees a backdoor only once triggered inputs arrive.",
+                   wrong="run lk.defences.monitoring.monitor with clean traffic and read the alerts.")
 
 
 @exercise("l5_capstone",

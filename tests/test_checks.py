@@ -20,6 +20,13 @@ def test_lesson1_exercises(capsys):
     assert "radius" in capsys.readouterr().out
 
 
+def test_named_choice_exercises_ignore_case_and_spacing():
+    assert lk.checks.check("l0_which_metric", "Attack Success")
+    assert not lk.checks.check("l0_which_metric", "clean_accuracy")
+    assert lk.checks.check("l5_blind_spot", "No check")
+    assert not lk.checks.check("l5_blind_spot", "traffic_drift")
+
+
 def test_unknown_exercise_names_the_known_ones():
     with pytest.raises(KeyError, match="l1_certified_radius"):
         lk.checks.check("nope", 1)
