@@ -27,7 +27,7 @@ JSON_FIELDS = ("attack", "defence", "dataset", "seed", "params", "n_train", "n_p
 
 
 #: Modules that bring their own subcommands; each has ``add_parser(subparsers)``.
-EXTENSIONS: tuple = ("labkit.bench", "labkit.defence_in_depth_cli", "labkit.supplychain.cli")
+EXTENSIONS: tuple = ("labkit.bench", "labkit.defence_in_depth_cli", "labkit.supplychain.cli", "labkit.progress")
 
 
 class UsageError(Exception):

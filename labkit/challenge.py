@@ -130,6 +130,9 @@ def score(flags, *, seed: int) -> dict:
     per_family = {name: {"n_poison": int((family == name).sum()),
                          "recall": float(mask[family == name].mean()) if (family == name).any() else None}
                   for name in FAMILIES}
+    if f1 >= 0.8:   # the capstone's goal (lk.checks "l5_capstone")
+        from .progress import announce   # prints a completion code in a workshop, else nothing
+        announce("capstone")
     return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": int(mask.sum()),
             "n_poison": int(truth.sum()), "per_family": per_family}
 

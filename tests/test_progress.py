@@ -1,0 +1,147 @@
+"""Completion codes (labkit.progress): genuine codes verify, forged ones do not."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import labkit as lk
+from labkit import progress
+from labkit.__main__ import main
+
+KEY = "workshop-key-for-tests"
+
+
+def test_code_is_short_base32_and_stable():
+    code = progress.completion_code("learner01", "l1_certified_radius", KEY)
+    assert len(code) == 10 and set(code) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    assert code == progress.completion_code("learner01", "l1_certified_radius", KEY)
+    others = {progress.completion_code(who, ex, key)
+              for who in ("learner01", "learner02") for ex in ("l1_certified_radius", "l0_which_metric")
+              for key in (KEY, KEY + "x")}
+    assert len(others) == 8   # learner, exercise and key each change the code
+
+
+def test_genuine_code_names_its_exercise():
+    for name in progress.known_exercises():
+        code = progress.completion_code("learner07", name, KEY)
+        assert progress.exercise_of(code, "learner07", KEY) == name
+    # spacing, case and dashes a learner may add when copying do not matter
+    code = progress.completion_code("learner07", "l2_rows_to_drop", KEY)
+    assert progress.exercise_of(f" {code[:5].lower()}-{code[5:]} ", "learner07", KEY) == "l2_rows_to_drop"
+
+
+def test_wrong_key_other_learner_and_forgery_are_rejected():
+    code = progress.completion_code("learner07", "l1_which_evades", KEY)
+    assert progress.exercise_of(code, "learner07", "another key") is None
+    assert progress.exercise_of(code, "learner08", KEY) is None
+    flipped = code[:-1] + ("A" if code[-1] != "A" else "B")
+    assert progress.exercise_of(flipped, "learner07", KEY) is None
+    assert progress.exercise_of("AAAAAAAAAA", "learner07", KEY) is None
+    assert progress.exercise_of(code[:9], "learner07", KEY) is None
+    with pytest.raises(ValueError):
+        progress.completion_code("learner07", "l1_which_evades", "")
+
+
+def test_verify_accepts_learner_prefixed_and_bare_codes():
+    good = progress.completion_code("learner03", "l0_which_metric", KEY)
+    rows = progress.verify([f"learner03:{good}", good, f"learner04:{good}"], KEY, learner="learner03")
+    assert [r["exercise"] for r in rows] == ["l0_which_metric", "l0_which_metric", None]
+    assert [r["learner"] for r in rows] == ["learner03", "learner03", "learner04"]
+    # a bare code with no learner to check it against is rejected, not guessed
+    assert progress.verify([good], KEY)[0]["exercise"] is None
+
+
+def test_cli_verify_exit_codes(capsys):
+    good = "learner05:" + progress.completion_code("learner05", "l3_knn_k", KEY)
+    assert main(["progress", "verify", "--key", KEY, good]) == 0
+    assert "l3_knn_k" in capsys.readouterr().out
+    assert main(["progress", "verify", "--key", "wrong", good]) == 1
+    assert "REJECTED" in capsys.readouterr().out
+    assert main(["progress", "verify", "--key", KEY, good, "learner05:ABCDEFGHIJ"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "l3_knn_k" in out[0] and "REJECTED" in out[1]
+
+
+def test_check_prints_a_code_only_in_a_workshop_and_only_when_solved(monkeypatch, capsys):
+    monkeypatch.delenv(progress.KEY_ENV, raising=False)
+    assert lk.checks.check("l0_which_metric", "attack_success")
+    assert "completion code" not in capsys.readouterr().out
+
+    monkeypatch.setenv(progress.KEY_ENV, KEY)
+    monkeypatch.setenv(progress.LEARNER_ENV, "learner09")
+    assert not lk.checks.check("l0_which_metric", "clean_accuracy")
+    assert "completion code" not in capsys.readouterr().out
+    assert lk.checks.check("l0_which_metric", "attack_success")
+    out = capsys.readouterr().out
+    want = progress.completion_code("learner09", "l0_which_metric", KEY)
+    assert f"[l0_which_metric] completion code: learner09:{want}" in out
+
+
+def test_learner_defaults_to_login_name(monkeypatch, capsys):
+    import getpass
+
+    monkeypatch.setenv(progress.KEY_ENV, KEY)
+    monkeypatch.delenv(progress.LEARNER_ENV, raising=False)
+    progress.announce("l4_median_breakdown")
+    me = getpass.getuser()
+    assert f"{me}:{progress.completion_code(me, 'l4_median_breakdown', KEY)}" in capsys.readouterr().out
+
+
+def test_capstone_score_prints_a_code_when_it_passes(monkeypatch, capsys):
+    # a stand-in capstone (the real one is built by crafting poisons: slow): 10 rows, 3 poisons
+    family = np.array(["", "", "label_flip", "", "backdoor", "", "", "clean_label", "", ""])
+    monkeypatch.setattr(lk.challenge, "_build", lambda seed: (np.zeros(10), family))
+    monkeypatch.setenv(progress.KEY_ENV, KEY)
+    monkeypatch.setenv(progress.LEARNER_ENV, "learner11")
+    assert lk.challenge.score(family != "", seed=0)["f1"] == 1.0
+    code = progress.completion_code("learner11", "capstone", KEY)
+    assert f"completion code: learner11:{code}" in capsys.readouterr().out
+    assert lk.challenge.score(np.arange(10) < 3, seed=0)["f1"] < 0.8   # 1 of 3 flags right
+    assert "completion code" not in capsys.readouterr().out
+
+
+def _notebook(path: Path, *texts):
+    cells = [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": [t]}]} for t in texts]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+def test_report_counts_only_codes_that_verify_for_the_folders_learner(tmp_path, capsys):
+    c = lambda who, ex, key=KEY: f"[{ex}] completion code: {who}:{progress.completion_code(who, ex, key)}\n"
+    _notebook(tmp_path / "learner01" / "poisoning-lab" / "01_label_flipping.ipynb",
+              c("learner01", "l1_certified_radius"), c("learner01", "l1_which_evades"))
+    _notebook(tmp_path / "learner01" / "poisoning-lab" / "00_welcome.ipynb",
+              c("learner01", "l0_which_metric"),
+              c("learner02", "l2_rows_to_drop"),                 # copied from a neighbour
+              c("learner01", "l3_knn_k", key="guessed key"))     # made with the wrong key
+    _notebook(tmp_path / "learner02" / "00_welcome.ipynb", "no codes here\n")
+    (tmp_path / "learner02" / "broken.ipynb").write_text("{not json")
+    table = progress.report(tmp_path, KEY)
+    assert table["learner01"] == {"solved": ["l0_which_metric", "l1_certified_radius", "l1_which_evades"],
+                                  "rejected": 2}
+    assert table["learner02"] == {"solved": [], "rejected": 0}
+
+    assert main(["progress", "report", "--key", KEY, str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("| learner01 "))
+    assert f"3/{len(progress.known_exercises())}" in row and row.rstrip().endswith("| 2 |")
+
+
+def test_module_imports_only_the_standard_library():
+    tree = ast.parse(Path(progress.__file__).read_text())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert top - {"__future__"} <= set(sys.stdlib_module_names), top
+    # and loading the file on its own pulls in neither numpy nor torch
+    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('p', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+            "print(m.completion_code('a', 'b', 'k')); assert 'numpy' not in sys.modules and 'torch' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code, progress.__file__], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == progress.completion_code("a", "b", "k")
