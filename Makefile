@@ -11,8 +11,8 @@ TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet $(PIP_SRC) --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_SRC) -r requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,3 +40,33 @@ ui-test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
 	$(PY) -m pip install --quiet playwright
 	$(PY) tests/ui_check.py 01_label_flipping.ipynb
+
+# ---- workshops: offline wheelhouse and the multi-user hub (deploy/README.md) ----------------
+# With wheelhouse/ present (make wheelhouse), installs use it and no network: pip --no-index.
+WHEELHOUSE ?= wheelhouse
+PIP_SRC = $(if $(wildcard $(WHEELHOUSE)/*.whl),--no-index --find-links $(WHEELHOUSE))
+LEARNERS ?= 30
+N ?= 8
+NB ?= notebooks/00_welcome.ipynb
+HUB_PY := /opt/poisoning-lab/hubenv/bin/python
+
+.PHONY: wheelhouse hub hub-stop hub-load hub-test
+
+wheelhouse:
+	$(PYTHON) deploy/wheelhouse.py $(WHEELHOUSE)
+
+# as root: accounts learner01..learner$(LEARNERS) + instructor, the hub on 127.0.0.1:8765
+hub:
+	$(PYTHON) deploy/hubctl.py install --wheelhouse $(WHEELHOUSE)
+	$(PYTHON) deploy/hubctl.py start --learners $(LEARNERS)
+
+hub-stop:
+	$(PYTHON) deploy/hubctl.py stop
+
+hub-load:
+	$(PYTHON) deploy/hubctl.py install --wheelhouse $(WHEELHOUSE)
+	$(HUB_PY) deploy/hub_load.py -n $(N) --notebook $(NB) --out deploy/results/hub_load_n$(N).jsonl
+
+hub-test: $(STAMP)
+	$(PYTHON) deploy/hubctl.py install --wheelhouse $(WHEELHOUSE)
+	LAB_HUB_TEST=1 $(TEST_ENV) $(PY) -m pytest -p no:xdist -p no:cacheprovider tests/test_hub.py -v
