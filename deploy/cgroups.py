@@ -70,6 +70,19 @@ def _v2_enable(folder: Path) -> None:
             pass
 
 
+def _weigh_parent(parent: Path, m: str) -> None:
+    """Give the ``poisoning-lab`` group the CPU weight of one process per learner in it.
+
+    Without this, all learners together would weigh as much as one ordinary process on the
+    machine (a cgroup competes with its siblings as one unit).
+    """
+    n = max(1, sum(1 for p in parent.iterdir() if p.is_dir()))
+    if m == "v1":
+        (parent / "cpu.shares").write_text(str(1024 * n))
+    else:
+        (parent / "cpu.weight").write_text(str(min(10000, 100 * n)))
+
+
 def attach(pid: int, user: str, *, own=None, mem_limit: int = 0, cpu_limit: float = 0.0) -> str:
     """Move process ``pid`` into ``user``'s cgroup with the given limits; returns what was done.
 
@@ -96,6 +109,7 @@ def attach(pid: int, user: str, *, own=None, mem_limit: int = 0, cpu_limit: floa
                 (d["memory"] / "memory.max").write_text(str(int(mem_limit)))
             if cpu_limit:
                 (d["cpu"] / "cpu.max").write_text(f"{int(cpu_limit * 100000)} 100000")
+        _weigh_parent(d["cpu"].parent, m)
         for folder in set(d.values()):
             (folder / "cgroup.procs").write_text(str(pid))
     except OSError as exc:

@@ -182,7 +182,9 @@ def main(argv=None) -> int:
         p.error(f"--learners must be in 1..{MAX_LEARNERS}")
     if os.geteuid() != 0:
         p.error("run as root")
-    notebook = args.notebook.resolve()
+    # the learners run their own copy (the committed notebook under ROOT/lab), so read that one
+    copy = args.root / "lab" / "notebooks" / args.notebook.name
+    notebook = copy if copy.exists() else args.notebook.resolve()
     names = hubctl.learner_names(args.learners)
     state = args.root / "state"
     sampler = Sampler()

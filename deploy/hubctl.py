@@ -60,7 +60,7 @@ def run(cmd, **kw) -> None:
 
 def _lab_requirements() -> list[str]:
     """requirements.txt without its ``-e .`` line (labkit is installed from the lab copy)."""
-    lines = (REPO / "requirements.txt").read_text().splitlines()
+    lines = _committed("requirements.txt").decode().splitlines()
     return [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "-e"))]
 
 
@@ -71,21 +71,42 @@ def pip_source(wheelhouse) -> list[str]:
     return []
 
 
+def _committed(name: str) -> bytes:
+    """A file as committed (``git show HEAD:name``) in a git checkout, else as on disk."""
+    if (REPO / ".git").exists() and shutil.which("git"):
+        got = subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:{name}"], capture_output=True)
+        if got.returncode == 0:
+            return got.stdout
+    return (REPO / name).read_bytes()
+
+
 def _stamp_text() -> str:
     h = hashlib.sha256()
     for name in ("requirements.txt", "deploy/requirements-hub.txt", "pyproject.toml"):
-        h.update((REPO / name).read_bytes())
+        h.update(_committed(name))
     return h.hexdigest()
 
 
 def copy_lab(root: Path) -> Path:
+    """A learner-readable copy of the lab under ``root/lab``: the committed files (``git archive
+    HEAD``) in a git checkout, so half-finished local edits never reach a room; else the folder."""
     lab = root / "lab"
     lab.mkdir(parents=True, exist_ok=True)
     for item in COPY_ITEMS:
+        dst = lab / item
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        elif dst.exists():
+            dst.unlink()
+    if (REPO / ".git").exists() and shutil.which("git"):
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", *COPY_ITEMS],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(lab)], input=archive, check=True)
+        return lab
+    for item in COPY_ITEMS:
         src, dst = REPO / item, lab / item
         if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints"))
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints"))
         elif src.exists():
             shutil.copy2(src, dst)
     return lab

@@ -1,0 +1,28 @@
+"""The instructor pack's generated files match their generators."""
+import importlib.util
+from pathlib import Path
+
+import labkit as lk
+
+ROOT = Path(__file__).resolve().parent.parent / "instructor"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_answer_key_is_the_generators_output():
+    key = _load("make_answer_key")
+    assert (ROOT / "answer_key.md").read_text() == key.render(), \
+        "instructor/answer_key.md is stale: run python instructor/make_answer_key.py"
+
+
+def test_answer_key_holds_every_exercise_and_its_solution(capsys):
+    text = (ROOT / "answer_key.md").read_text()
+    for name in lk.checks.EXERCISES:
+        lk.checks.solution(name)
+        printed = capsys.readouterr().out.strip().split(" solution: ", 1)[1]
+        assert f"### `{name}`" in text and printed in text
