@@ -7,33 +7,53 @@
 * :mod:`~labkit.supplychain.loaders`: the vulnerable loaders, run in a sandboxed
   subprocess (``load_artifacts``), and the safe counterparts (``load_weights``,
   ``safe_instantiate``);
-* :mod:`~labkit.supplychain.scanner`: a static scanner for pickles and ``_target_``
-  metadata (``scan_file``, ``scan_paths``), also ``python -m labkit scan``;
+* :mod:`~labkit.supplychain.scanner`: a static scanner that fails closed, for pickles,
+  archives and configs (``scan_file``, ``scan_paths``), also ``python -m labkit scan``
+  (text, JSON or SARIF output, ``--self-test``, a pre-commit hook);
 * :mod:`~labkit.supplychain.pinning`: a SHA-256 lock file verified before load;
 * :mod:`~labkit.supplychain.exercises`: the notebook's self-checking exercises.
+
+Every name is imported on first use, so ``scan`` never pulls in PyTorch.
 
 See Also
 --------
 notebooks/06_supply_chain.ipynb
 """
 
-from . import cli, exercises, loaders, payloads, pinning, report, scanner, zoo
-from .bench import bench_scan
-from .loaders import (BlockedTarget, LoadOutcome, load_artifacts, load_in_subprocess,
-                      load_weights, read_config, safe_instantiate, try_instantiate)
-from .payloads import (BENIGN, MALICIOUS, ZOO_TARGETS, Artifact, build, build_corpus,
-                       select)
-from .pinning import verify, write_lock
-from .report import (compare_loaders, describe, fire_table, ladder, scan_summary,
-                     scan_table, table)
-from .scanner import DEFAULT_ALLOW, Finding, ScanReport, scan_bytes, scan_file, scan_paths
+from __future__ import annotations
 
-__all__ = [
-    "cli", "exercises", "loaders", "payloads", "pinning", "report", "scanner", "zoo",
-    "bench_scan", "try_instantiate", "compare_loaders", "fire_table", "scan_summary",
-    "select", "describe",
-    "BlockedTarget", "LoadOutcome", "load_artifacts", "load_in_subprocess", "load_weights",
-    "read_config", "safe_instantiate", "BENIGN", "MALICIOUS", "ZOO_TARGETS", "Artifact",
-    "build", "build_corpus", "verify", "write_lock", "ladder", "scan_table", "table",
-    "DEFAULT_ALLOW", "Finding", "ScanReport", "scan_bytes", "scan_file", "scan_paths",
-]
+import importlib
+
+_MODULES = ("allowlist", "bench", "blob", "cli", "compare", "configs", "containers",
+            "exercises", "findings", "loaders", "output", "payloads", "pickle_machine",
+            "pinning", "report", "scanner", "selftest", "zoo")
+_NAMES = {
+    "bench_scan": "bench",
+    "BlockedTarget": "loaders", "LoadOutcome": "loaders", "load_artifacts": "loaders",
+    "load_in_subprocess": "loaders", "load_weights": "loaders", "read_config": "loaders",
+    "safe_instantiate": "loaders", "try_instantiate": "loaders",
+    "BENIGN": "payloads", "MALICIOUS": "payloads", "ZOO_TARGETS": "payloads",
+    "Artifact": "payloads", "build": "payloads", "build_corpus": "payloads",
+    "select": "payloads",
+    "verify": "pinning", "write_lock": "pinning",
+    "compare_loaders": "report", "describe": "report", "fire_table": "report",
+    "ladder": "report", "scan_summary": "report", "scan_table": "report", "table": "report",
+    "DEFAULT_ALLOW": "scanner", "Finding": "scanner", "ScanReport": "scanner",
+    "ScanBudget": "scanner", "scan_bytes": "scanner", "scan_file": "scanner",
+    "scan_paths": "scanner",
+}
+
+__all__ = ["cli", "exercises", "loaders", "payloads", "pinning", "report", "scanner", "zoo",
+           *_NAMES]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'labkit.supplychain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_MODULES))
