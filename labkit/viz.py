@@ -12,7 +12,8 @@ from .types import Dataset, PoisonedDataset
 
 __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_histogram",
            "certified_curve", "dataset_preview", "run_summary",
-           "results_curve", "activation_scatter", "strip_histogram", "metric_curves",
+           "results_curve", "activation_scatter", "class_projection", "projection_scatter",
+           "strip_histogram", "entropy_histogram", "metric_curves", "human", "describe",
            "clustering_summary", "clean_label_pairs", "feature_map",
            "alignment_curve", "success_bars", "federated_curves", "federated_heatmap", "gradient_trial"]
 
@@ -21,6 +22,64 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+#: How the lessons' settings read in titles and axis labels.
+_NAMES = {"label_flip": "label flipping", "backdoor": "backdoor", "clean_label": "clean-label poisoning",
+          "gradient_matching": "gradient matching", "federated": "federated learning",
+          "knn_sanitisation": "k-NN sanitisation", "spectral_signature": "spectral signature",
+          "activation_clustering": "activation clustering", "strip": "STRIP",
+          "confident_learning": "confident learning", "dp_sgd": "DP-SGD", "dpa": "DPA",
+          "rate": "poison rate", "n_poisons": "poisons", "eps": "eps", "target_class": "target class",
+          "expected_rate": "expected rate", "removal_factor": "removal factor",
+          "min_silhouette": "min silhouette", "max_size": "max size", "frr": "target FRR",
+          "none": "no attack", "little_is_enough": "a little is enough"}
+
+
+def human(name) -> str:
+    """A setting's or method's name as a learner reads it (``"knn_sanitisation"`` ->
+    ``"k-NN sanitisation"``; unknown names lose their underscores)."""
+    return _NAMES.get(str(name), str(name).replace("_", " "))
+
+
+def _value(v) -> str:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return ", ".join(_value(x) for x in np.ravel(np.asarray(v, dtype=object)))
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.3g}"
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    return str(v)
+
+
+def describe(params: dict, *, skip=()) -> str:
+    """``{"rate": 0.05, "trigger": "patch", "target_class": [8]}`` -> ``"poison rate 5%,
+    trigger patch, target class 8"``: settings as words, without brackets or braces."""
+    parts = []
+    for k, v in params.items():
+        if k in skip or v is None or isinstance(v, dict) or callable(v):
+            continue
+        if k == "rate" and isinstance(v, (int, float, np.floating)):
+            parts.append(f"{human(k)} {float(v):.1%}".replace(".0%", "%"))
+        else:
+            parts.append(f"{human(k)} {_value(v)}")
+    return ", ".join(parts)
+
+
+def _wrap(text: str, width: int = 72) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _legend(ax, *, outside: bool = False, **kw):
+    """A legend that does not cover the data: outside on the right, or "best" with a frame."""
+    if outside:
+        return ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                         frameon=False, **kw)
+    return ax.legend(fontsize=8, loc="best", framealpha=0.85, **kw)
 
 
 def _show_image(ax, x):
@@ -67,7 +126,7 @@ def poison_grid(poisoned: PoisonedDataset, *, n: int = 16, rng=0):
     titles = [f"{poisoned.clean.y[i]}\u2192{poisoned.y[i]}" if poisoned.clean.y[i] != poisoned.y[i]
               else f"label {poisoned.y[i]}" for i in idx]
     return image_grid(poisoned.X[idx], titles, highlight=np.ones(idx.size, bool),
-                      suptitle=f"{poisoned.attack}: {idx.size} of {poisoned.n_poison} poisons shown")
+                      suptitle=f"{human(poisoned.attack)}: {idx.size} of {poisoned.n_poison} poisons shown")
 
 
 def confusion(C: np.ndarray, *, title: str = "", ax=None):
@@ -106,9 +165,9 @@ def sweep_curves(curves: dict, *, xlabel: str, ylabel: str, baseline: Optional[f
         ax.axhline(baseline, ls="--", color="gray", label="no attack")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title or f"{ylabel} against {xlabel}".strip())
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -129,7 +188,7 @@ def score_histogram(scores, is_poison, *, threshold: Optional[float] = None, tit
     ax.set_ylabel("rows")
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -146,7 +205,7 @@ def certified_curve(curves: dict, *, title: str = "DPA: certified accuracy", ax=
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -157,29 +216,50 @@ def dataset_preview(data: Dataset, n: int = 20):
     return image_grid(data.X[idx], [str(v) for v in data.y[idx]], ncols=10)
 
 
-def run_summary(result, *, ax=None):
-    """Bar chart of one :class:`~labkit.types.RunResult`: accuracy (and attack success)
-    without attack, attacked, and attacked + defended; detection precision/recall in the title."""
+def _detection_of(result):
+    """The defence's :class:`~labkit.types.Detection` of a run (``verdict``; ``found`` before)."""
+    return getattr(result, "verdict", getattr(result, "found", None))
+
+
+def run_summary(result, *, note: str = "", ax=None):
+    """Bar chart of one :class:`~labkit.types.RunResult`: clean accuracy (and attack success)
+    without attack, attacked, and (with a defence) attacked + defended; the settings and the
+    detection precision/recall in the title, then ``note`` (one more line, e.g. a widget's
+    settings)."""
     plt = _plt()
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
-    names = ["no attack", "attacked", f"+ {result.defence}" if result.defence else "defended"]
-    acc = [result.clean_accuracy_no_attack, result.clean_accuracy, result.clean_accuracy_defended]
-    x = np.arange(3)
-    bars = ax.bar(x - 0.2, [np.nan if a is None else a for a in acc], 0.4, label="clean accuracy")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.4))
+    names = ["no attack", "attacked"]
+    acc = [result.clean_accuracy_no_attack, result.clean_accuracy]
+    asr = [np.nan, result.attack_success]
+    if result.defence:
+        names.append(f"attacked, then\n{human(result.defence)}")
+        acc.append(result.clean_accuracy_defended)
+        asr.append(result.attack_success_defended)
+    x = np.arange(len(names))
+    nan = lambda vals: [np.nan if v is None else v for v in vals]      # noqa: E731
+    bars = ax.bar(x - 0.2, nan(acc), 0.4, label="clean accuracy")
     ax.bar_label(bars, fmt="%.2f", fontsize=8)
     if result.attack_success is not None:
-        asr = [np.nan, result.attack_success, result.attack_success_defended]
-        bars = ax.bar(x + 0.2, [np.nan if a is None else a for a in asr], 0.4, color="crimson",
-                      label="attack success")
+        bars = ax.bar(x + 0.2, nan(asr), 0.4, color="crimson", label="attack success")
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.12)
-    ax.legend(fontsize=8, loc="lower left")
-    title = f"{result.attack} {result.params}"
+    ax.set_ylabel("fraction of test inputs")
+    ax.set_xlabel("training data")
+    _legend(ax, outside=True)
+    title = f"{human(result.attack)}: {describe(result.params)}"
+    found = _detection_of(result)
+    if result.defence and found is not None:
+        own = {k: v for k, v in found.params.items()
+               if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "suspect_class"}
+        if own:
+            title += f"\n{human(result.defence)}: {describe(own)}"
     if result.detection:
         d = result.detection
         title += f"\ndetection precision {d['precision']:.2f}, recall {d['recall']:.2f}"
-    ax.set_title(title, fontsize=9)
+    if note:
+        title += f"\n{note}"
+    ax.set_title(_wrap(title, 70), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -194,40 +274,81 @@ def results_curve(results: dict, *, x: str = "rate", y: str = "clean_accuracy",
         xs = sorted({r.params[x] for r in runs})
         ys = [[getattr(r, y) for r in runs if r.params[x] == v] for v in xs]
         curves[label] = (xs, np.array(ys, float))
-    return sweep_curves(curves, xlabel=x, ylabel=y.replace("_", " "), baseline=baseline,
+    return sweep_curves(curves, xlabel=human(x), ylabel=y.replace("_", " "), baseline=baseline,
                         title=title, ax=ax)
 
 
 # ---- lesson 2: backdoors --------------------------------------------------------------------
 
-def activation_scatter(features, labels, is_poison, *, cls: int = 0, whiten: bool = True,
-                       title: str = "", ax=None):
-    """2-D view (first two principal axes) of class ``cls``'s penultimate activations.
+def projection_scatter(Z, is_poison, *, title: str = "", xlabel: str = "principal axis 1",
+                       ylabel: str = "principal axis 2", ax=None):
+    """Scatter of 2-D coordinates ``Z`` (n, 2): clean rows in blue, poisons as red crosses.
 
-    Clean rows in blue, poisons in red. ``whiten`` applies the same whitening the lesson's
-    detectors use (:func:`labkit.defences.spectral_signature.class_whitener`).
     See Also: notebooks/02_backdoors.ipynb
     """
-    from .defences.spectral_signature import class_whitener
-
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 3.8))
+    Z = np.asarray(Z, float)
+    bad = np.asarray(is_poison, bool)
+    ax.scatter(Z[~bad, 0], Z[~bad, 1], s=12, alpha=0.6, label=f"clean ({(~bad).sum()})")
+    ax.scatter(Z[bad, 0], Z[bad, 1], s=14, alpha=0.8, color="crimson", marker="x",
+               label=f"poison ({bad.sum()})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+def class_projection(features, labels, cls: int, *, whiten: bool = True) -> np.ndarray:
+    """Class ``cls``'s rows of ``features`` on their first two principal axes, (n_cls, 2),
+    after the whitening the lesson's detectors use
+    (:func:`labkit.defences.spectral_signature.class_whitener`) when ``whiten``."""
+    from .defences.spectral_signature import class_whitener
+
     labels = np.asarray(labels)
-    rows = labels == cls
-    R = np.asarray(features, np.float64)[rows]
+    R = np.asarray(features, np.float64)[labels == cls]
     R = R - R.mean(0)
     if whiten:
         R = R @ class_whitener(features, labels, cls)
     _, _, vt = np.linalg.svd(R, full_matrices=False)
-    Z = R @ vt[:2].T
-    bad = np.asarray(is_poison, bool)[rows]
-    ax.scatter(Z[~bad, 0], Z[~bad, 1], s=12, alpha=0.6, label=f"clean ({(~bad).sum()})")
-    ax.scatter(Z[bad, 0], Z[bad, 1], s=14, alpha=0.8, color="crimson", marker="x",
-               label=f"poison ({bad.sum()})")
-    ax.set_xlabel("principal axis 1")
-    ax.set_ylabel("principal axis 2")
-    ax.set_title(title or f"penultimate activations of rows labelled {cls}")
-    ax.legend(fontsize=8)
+    return R @ vt[:2].T
+
+
+def activation_scatter(features, labels, is_poison, *, cls: int = 0, whiten: bool = True,
+                       title: str = "", ax=None):
+    """2-D view (first two principal axes) of class ``cls``'s penultimate activations.
+
+    A thin wrapper: :func:`class_projection` computes the coordinates,
+    :func:`projection_scatter` draws them.
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    rows = np.asarray(labels) == cls
+    Z = class_projection(features, labels, cls, whiten=whiten)
+    kind = "whitened " if whiten else ""
+    return projection_scatter(Z, np.asarray(is_poison, bool)[rows], ax=ax,
+                              title=title or f"{kind}penultimate activations of the rows labelled {cls}")
+
+
+def entropy_histogram(clean, triggered, threshold: float, *, bins: int = 30,
+                      title: str = "STRIP: clean inputs keep their entropy, triggered ones lose it",
+                      ax=None):
+    """Histograms of STRIP entropies of clean and triggered test inputs, with the threshold.
+
+    See Also: notebooks/02_backdoors.ipynb
+    """
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.2))
+    h_clean, h_trig = np.asarray(clean, float), np.asarray(triggered, float)
+    edges = np.histogram_bin_edges(np.r_[h_clean, h_trig], bins=bins)
+    ax.hist(h_clean, bins=edges, alpha=0.6, label=f"clean test inputs ({h_clean.size})")
+    ax.hist(h_trig, bins=edges, alpha=0.7, color="crimson", label=f"triggered ({h_trig.size})")
+    ax.axvline(threshold, color="black", ls=":", label="threshold (reject left of it)")
+    ax.set_xlabel("mean prediction entropy over superimpositions (nats)")
+    ax.set_ylabel("inputs")
+    ax.set_title(title, fontsize=10)
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -235,21 +356,12 @@ def activation_scatter(features, labels, is_poison, *, cls: int = 0, whiten: boo
 def strip_histogram(guard, test: Dataset, poisoned: PoisonedDataset, *, bins: int = 30, ax=None):
     """STRIP entropies of clean test inputs and of triggered ones, with the threshold.
 
+    A thin wrapper: the guard scores the inputs, :func:`entropy_histogram` draws them.
     See Also: notebooks/02_backdoors.ipynb
     """
-    plt = _plt()
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.2))
     h_clean = guard.entropy(test.X)
     h_trig = guard.entropy(poisoned.trigger(test.X[test.y != poisoned.target_class]))
-    edges = np.histogram_bin_edges(np.r_[h_clean, h_trig], bins=bins)
-    ax.hist(h_clean, bins=edges, alpha=0.6, label=f"clean test inputs ({h_clean.size})")
-    ax.hist(h_trig, bins=edges, alpha=0.7, color="crimson", label=f"triggered ({h_trig.size})")
-    ax.axvline(guard.threshold, color="black", ls=":", label="threshold (reject left of it)")
-    ax.set_xlabel("mean prediction entropy over superimpositions (nats)")
-    ax.set_ylabel("inputs")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return entropy_histogram(h_clean, h_trig, guard.threshold, bins=bins, ax=ax)
 
 
 def metric_curves(curves: dict, *, x: str = "rate", baseline: Optional[float] = None,
@@ -270,7 +382,8 @@ def metric_curves(curves: dict, *, x: str = "rate", baseline: Optional[float] = 
         xs = sorted({r.params[x] for r in runs})
         table[label] = (xs, np.array([[value(r, metric) for r in runs if r.params[x] == v]
                                       for v in xs], float))
-    return sweep_curves(table, xlabel=x, ylabel=ylabel, baseline=baseline, title=title, ax=ax)
+    return sweep_curves(table, xlabel=human(x), ylabel=ylabel or "fraction", baseline=baseline,
+                        title=title, ax=ax)
 
 
 def clustering_summary(det, *, ax=None):
@@ -296,7 +409,7 @@ def clustering_summary(det, *, ax=None):
     ax.set_ylim(0, 1)
     ax.set_title(f"suspect (red): silhouette >= {det.params['min_silhouette']} and "
                  f"smaller cluster <= {det.params['max_size']}", fontsize=9)
-    ax.legend(fontsize=8)
+    _legend(ax, outside=True)
     fig.tight_layout()
     return fig
 
@@ -318,7 +431,7 @@ def clean_label_pairs(poisoned: PoisonedDataset, test: Dataset, *, n: int = 6, m
         ax.axis("off")
     _show_image(axes[0, 0], test.X[t])
     axes[0, 0].axis("on")
-    axes[0, 0].set_title(f"target: a {test.y[t]}\nwanted: {poisoned.target_class}", fontsize=8)
+    axes[0, 0].set_title(f"target: a {test.y[t]}\nwanted: {_value(poisoned.target_class)}", fontsize=8)
     for j, i in enumerate(idx):
         base, pois = poisoned.clean.X[i], poisoned.X[i]
         _show_image(axes[1, j], base)
@@ -356,8 +469,10 @@ def feature_map(features, labels, is_poison, target_feature, *, classes=None, ti
     ax.scatter(xy[:, 0], xy[:, 1], marker="*", color="black", s=220, label="target")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
     ax.set_title(title or "feature space (PCA of the victim's features)", fontsize=9)
-    ax.legend(fontsize=7)
+    _legend(ax, outside=True)
     fig.tight_layout()
     return fig
 
@@ -379,12 +494,13 @@ def alignment_curve(histories, *, labels=None, title: str = "gradient alignment 
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     if labels is not None:
-        ax.legend(fontsize=8)
+        _legend(ax)
     fig.tight_layout()
     return fig
 
 
-def success_bars(values: dict, *, ylabel: str = "targets flipped", title: str = "", ax=None):
+def success_bars(values: dict, *, ylabel: str = "targets flipped", xlabel: str = "training data poisoned by",
+                 title: str = "", ax=None):
     """Bars of ``{label: fraction}`` with the value written on each bar."""
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.0, 3.0))
@@ -397,6 +513,7 @@ def success_bars(values: dict, *, ylabel: str = "targets flipped", title: str = 
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -416,13 +533,13 @@ def federated_curves(table: dict, *, attack: str = "sign_flip", title: str = "",
         ax.plot(np.arange(1, acc.size + 1), acc, ls="--", color="gray", label="no attack (mean)")
     for (att, rule), res in table.items():
         if att == attack:
-            ax.plot(np.arange(1, res.accuracy.size + 1), res.accuracy, label=rule)
+            ax.plot(np.arange(1, res.accuracy.size + 1), res.accuracy, label=human(rule))
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.set_title(title or f"federated training under {attack}", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title(title or f"federated training under the {human(attack)} attack", fontsize=10)
+    _legend(ax, outside=True, title="aggregation rule")
     fig.tight_layout()
     return fig
 
@@ -441,20 +558,24 @@ def federated_heatmap(table: dict, *, title: str = "final accuracy (rule x attac
         if not np.isnan(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(attacks)))
-    ax.set_xticklabels(attacks, fontsize=8)
+    ax.set_xticklabels([human(a) for a in attacks], fontsize=8)
     ax.set_yticks(range(len(rules)))
-    ax.set_yticklabels(rules, fontsize=8)
+    ax.set_yticklabels([human(r) for r in rules], fontsize=8)
+    ax.set_xlabel("malicious clients' update")
+    ax.set_ylabel("aggregation rule")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def gradient_trial(trial: dict, test: Dataset, *, n: int = 6, magnify: float = 4.0):
+def gradient_trial(trial: dict, test: Dataset, *, n: int = 6, magnify: float = 4.0, note: str = ""):
     """A :func:`labkit.attacks.gradient.try_target` trial: target, bases, poisons, changes,
-    and the adversarial class's probability before / after poisoning / after the control."""
+    and the adversarial class's probability before / after poisoning / after the control;
+    ``note`` adds a line to the title."""
     fig = clean_label_pairs(trial["poisoned"], test, n=n, magnify=magnify)
-    a = int(np.asarray(trial["poisoned"].target_class).ravel()[0])
-    fig.suptitle(f"P(target = {a}): deployed {trial['prob_deployed']:.2f} | after poisons "
-                 f"{trial['prob_victim']:.2f} | after noise control {trial['prob_control']:.2f}", fontsize=9)
+    a = int(np.ravel(trial["poisoned"].target_class)[0])
+    fig.suptitle(f"chance the target is read as {a}: deployed model {trial['prob_deployed']:.2f} | "
+                 f"fine-tuned on the poisons {trial['prob_victim']:.2f} | on noise (control) "
+                 f"{trial['prob_control']:.2f}" + (f"\n{note}" if note else ""), fontsize=9)
     fig.tight_layout()
     return fig
