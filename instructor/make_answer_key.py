@@ -9,8 +9,10 @@ prints to a learner, so the key cannot drift from what the notebooks say.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -19,13 +21,42 @@ LESSONS = {"l0": "00_welcome", "l1": "01_label_flipping", "l2": "02_backdoors", 
            "l4": "04_gradient_manipulation", "l5": "05_defence_in_depth", "l6": "06_supply_chain"}
 
 
-def _printed(fn, name: str, label: str) -> str:
+def _printed(fn, name, label: str) -> str:
+    """What ``fn(name)`` prints, without the ``[name] label: `` prefix of ``lk.checks``."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         fn(name)
     text = buf.getvalue().strip()
     prefix = f"[{name}] {label}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix):] if label and text.startswith(prefix) else text
+
+
+def _stable(text: str) -> str:
+    """``NAME = {set literal}`` with its members sorted (a set's printed order varies by process)."""
+    m = re.match(r"^(\w+) = (\{.*\})$", text, re.S)
+    if m:
+        try:
+            value = ast.literal_eval(m.group(2))
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, set):
+            return f"{m.group(1)} = {{{', '.join(repr(v) for v in sorted(value))}}}"
+    return text
+
+
+def _supply_chain() -> list[str]:
+    """Lesson 6's exercises live in ``labkit.supplychain.exercises`` (``hint(n)``, ``solution(n)``)."""
+    from labkit.supplychain import exercises
+
+    lines = ["## Lesson 6: `notebooks/06_supply_chain.ipynb`", "",
+             "These three use `lk.supplychain.exercises` (`hint(n)`, `solution(n)`) rather than `lk.checks`.", ""]
+    titles = {1: "write the allow-list (`check_allow_list`)", 2: "allow exactly what you trust (`check_scan_allow`)",
+              3: "who changed? (`check_tampered`)"}
+    for n, title in titles.items():
+        lines += [f"### Exercise {n}: {title}", "",
+                  f"- **Hint:** {_printed(exercises.hint, n, '')}",
+                  f"- **Solution:** `{_stable(_printed(exercises.solution, n, ''))}`", ""]
+    return lines
 
 
 def render() -> str:
@@ -44,10 +75,7 @@ def render() -> str:
             lines += [f"### `{name}`", "",
                       f"- **Hint:** {_printed(checks.hint, name, 'hint')}",
                       f"- **Solution:** {_printed(checks.solution, name, 'solution')}", ""]
-    missing = sorted(set(LESSONS) - set(by_lesson))
-    if missing:
-        lines += ["Lessons without self-checking exercises: "
-                  + ", ".join(f"`{LESSONS[p]}`" for p in missing) + ".", ""]
+    lines += _supply_chain()
     return "\n".join(lines)
 
 
