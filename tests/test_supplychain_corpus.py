@@ -18,6 +18,12 @@ def _tree(root: Path) -> dict:
 
 
 SAFE = {"torch": "torch_safe", "numpy": "numpy_safe"}
+# benign files the *safe* loaders must load (the scanner must never flag those)
+SAFE_BENIGN = {"state_dict": "torch_safe", "state_dict_rich": "torch_safe",
+               "safetensors_plain": "torch_safe", "legacy_state_dict": "torch_safe",
+               "legacy_state_dict_large": "torch_safe", "safetensors_large": "torch_safe",
+               "npz_odd_dtypes": "numpy_safe", "npy_descr_spelling": "numpy_safe",
+               "npy_float": "numpy_safe", "npz_arrays": "numpy_safe"}
 
 
 def _escape_artifacts(root: Path):
@@ -55,8 +61,8 @@ def corpus(tmp_path_factory):
         "vulnerable": [(a.name, a.path, a.loader, a.marker) for a in arts],
         "safe_pickles": [(a.name, a.path, SAFE[a.loader], a.marker) for a in arts
                          if a.malicious and a.loader in SAFE],
-        "safe_benign": [(a.name, a.path, "torch_safe", None) for a in arts
-                        if a.name in ("state_dict", "state_dict_rich", "safetensors_plain")],
+        "safe_benign": [(a.name, a.path, SAFE_BENIGN[a.name], None) for a in arts
+                        if a.name in SAFE_BENIGN],
         "exact_configs": [(a.name, a.path, "config_exact", a.marker) for a in arts
                           if a.malicious and a.loader == "config"],
         "nemo_safe": [(a.name, a.path, "nemo_safe", a.marker) for a in arts
@@ -73,8 +79,8 @@ def corpus(tmp_path_factory):
 
 def test_corpus_size(corpus):
     arts = corpus["arts"]
-    assert sum(a.malicious for a in arts) >= 20
-    assert sum(not a.malicious for a in arts) >= 10
+    assert sum(a.malicious for a in arts) >= 50
+    assert sum(not a.malicious for a in arts) >= 24
     assert len({a.name for a in arts}) == len(arts)
 
 
@@ -149,7 +155,9 @@ def test_safe_loaders_block_pickles(corpus):
     # torch's weights-only unpickler / numpy's allow_pickle=False refuse nearly all;
     # the rest fail as malformed (broken stream, legacy stack) before any call
     assert sum(o.status == "blocked" for o in outs) >= len(outs) - 2
-    assert [o.status for o in corpus["results"]["safe_benign"]] == ["loaded"] * 3
+    safe = corpus["results"]["safe_benign"]
+    assert [(o.name, o.status) for o in safe] == [(o.name, "loaded") for o in safe]
+    assert len(safe) == len(SAFE_BENIGN)
 
 
 def test_exact_allow_list_blocks_every_config_in_the_sandbox(corpus):
@@ -157,7 +165,8 @@ def test_exact_allow_list_blocks_every_config_in_the_sandbox(corpus):
     assert len(outs) >= 8
     assert [(o.name, o.verdict) for o in outs] == [(o.name, "blocked") for o in outs]
     nemo = {o.name: o.verdict for o in corpus["results"]["nemo_safe"]}
-    assert nemo == {"nemo_ckpt": "blocked", "nemo_yaml": "blocked", "nemo_benign": "loaded"}
+    assert nemo == {"nemo_ckpt": "blocked", "nemo_yaml": "blocked", "tar_v7_nemo": "blocked",
+                    "nemo_benign": "loaded"}
 
 
 def test_same_seed_same_bytes(tmp_path):

@@ -65,10 +65,18 @@ LOADERS: dict[str, str] = {
     "numpy": "np.load(path, allow_pickle=True), every array of an .npz",
     "numpy_safe": "np.load(path, allow_pickle=False)",
     "pickle": "pickle.load(open(path, 'rb'))",
+    "pickle_stream": "pickle.load(f) repeated until the end of the file",
+    "joblib": "joblib.load(path) (any compression joblib recognises)",
     "yaml_unsafe": "yaml.unsafe_load(text)",
+    "yaml_unsafe_all": "list(yaml.unsafe_load_all(text)): every document",
+    "yaml_c_unsafe": "yaml.load(text, Loader=yaml.CUnsafeLoader) (libyaml)",
     "safetensors": "safetensors.numpy.load_file(path)",
     "text": "open(path).read()",
     "config": "read_config(path) -> hydra.utils.instantiate (Hydra's block-list)",
+    "config_all": "yaml.safe_load_all -> hydra.utils.instantiate, document by document",
+    "config_eval": "an 'eval' OmegaConf resolver registered, then read_config -> instantiate",
+    "safetensors_meta": "the safetensors header read with json (no size limit) -> each "
+                        "__metadata__ value parsed -> instantiate",
     "config_prefix": "read_config(path) -> prefix allow-list -> hydra.utils.instantiate",
     "config_exact": "read_config(path) -> safe_instantiate (exact, identity-checked)",
     "nemo": "config from the tar's model_config.yaml -> instantiate; "
@@ -76,8 +84,8 @@ LOADERS: dict[str, str] = {
     "nemo_safe": "safe_instantiate(model_config.yaml); "
                  "torch.load(model_weights.ckpt, weights_only=True)",
 }
-"""Loader name -> what it does. ``torch``, ``numpy``, ``pickle``, ``yaml_unsafe``,
-``config`` and ``nemo`` are the vulnerable patterns."""
+"""Loader name -> what it does. Every loader whose name has no ``_safe``/``_exact``
+suffix (and is not ``safetensors`` or ``text``) is a vulnerable pattern."""
 
 POLICIES = ("config", "config_prefix", "config_exact")
 """The defence ladder for configs: Hydra's block-list, a prefix allow-list, an exact one."""
@@ -149,7 +157,10 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
     3. ``_partial_`` must be a bool and only wraps allow-listed targets;
     4. only ``_target_``, ``_args_`` and ``_partial_`` special keys are understood
        (``_convert_``, ``_recursive_`` and any other ``_x_`` key is refused), and values
-       must be plain JSON/YAML types.
+       must be plain JSON/YAML types;
+    5. a string that interpolates with an OmegaConf resolver outside the read-only set
+       (:data:`~labkit.supplychain.allowlist.SAFE_RESOLVERS`: ``oc.create``, ``eval``,
+       ...) is refused, in case a later consumer resolves it.
 
     Parameters
     ----------
@@ -195,6 +206,15 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
 
 
 def _build(node: Any, names: frozenset, pinned: dict | None, path: str) -> Any:
+    if isinstance(node, str):
+        from .allowlist import SAFE_RESOLVERS
+        from .configs import find_resolvers
+
+        bad = [r for r in find_resolvers(node) if r not in SAFE_RESOLVERS and r not in names]
+        if bad:
+            raise BlockedTarget(f"{path or 'config'}: interpolation calls resolver "
+                                f"{bad[0]!r}, which can build nodes or run code")
+        return node
     if isinstance(node, _SCALARS):
         return node
     if isinstance(node, (list, tuple)):
@@ -260,12 +280,23 @@ def try_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) ->
 # --------------------------------------------------------------------------------------
 
 
-def _parse_config_text(text: str) -> Any:
+def _parse_config_text(text: str | bytes) -> Any:
+    """JSON, a Python literal, YAML or TOML, in that order. Bytes are decoded the way
+    ``json.loads`` and ``yaml.safe_load`` decode them (UTF-8/16/32, with or without BOM)."""
     import ast
 
     import yaml
 
-    s = text.strip()
+    if isinstance(text, bytes):
+        try:
+            return json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            pass
+        try:
+            text = text.decode(json.detect_encoding(text))
+        except UnicodeDecodeError:
+            text = text.decode("utf-8", "replace")
+    s = text.strip().lstrip("\ufeff")
     if s[:1] in "{[":
         try:
             return json.loads(s)
@@ -275,7 +306,21 @@ def _parse_config_text(text: str) -> Any:
             return ast.literal_eval(s)
         except (ValueError, SyntaxError):
             pass
-    return yaml.safe_load(s)
+    import tomllib
+
+    try:
+        parsed = yaml.safe_load(s)
+    except yaml.YAMLError as e:
+        try:
+            return tomllib.loads(s)
+        except tomllib.TOMLDecodeError:
+            raise e from None
+    if not isinstance(parsed, (dict, list)):  # TOML often reads as one YAML string
+        try:
+            return tomllib.loads(s)
+        except tomllib.TOMLDecodeError:
+            pass
+    return parsed
 
 
 def read_config(path: str | os.PathLike) -> Any:
@@ -301,7 +346,7 @@ def read_config(path: str | os.PathLike) -> Any:
     p = Path(path)
     with open(p, "rb") as f:
         head = f.read(512)
-    if head[:2] == b"\x1f\x8b" or (len(head) >= 262 and head[257:262] == b"ustar"):
+    if head[:2] == b"\x1f\x8b" or tarfile.is_tarfile(p):
         with tarfile.open(p, "r:*") as tf:
             for m in tf.getmembers():
                 if m.isfile() and Path(m.name).name == "model_config.yaml":
@@ -319,7 +364,7 @@ def read_config(path: str | os.PathLike) -> Any:
             except Exception:  # noqa: BLE001 - plain strings stay strings
                 out[k] = v
         return out
-    return _parse_config_text(p.read_text())
+    return _parse_config_text(p.read_bytes())
 
 
 def load_weights(path: str | os.PathLike) -> Any:
@@ -444,6 +489,52 @@ def _run_loader(path: str, loader: str, allow: list[str]) -> Any:
 
         with open(path, "rb") as f:
             return pickle.load(f)
+    if loader == "pickle_stream":
+        import pickle
+
+        out = []
+        with open(path, "rb") as f:
+            while f.peek(1):
+                out.append(pickle.load(f))
+        return out
+    if loader == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    if loader == "yaml_unsafe_all":
+        import yaml
+
+        return list(yaml.unsafe_load_all(Path(path).read_text()))
+    if loader == "yaml_c_unsafe":
+        import yaml
+
+        return yaml.load(Path(path).read_text(), Loader=yaml.CUnsafeLoader)
+    if loader == "config_all":
+        import yaml
+        from hydra.utils import instantiate
+
+        built = []
+        for doc in yaml.safe_load_all(Path(path).read_bytes()):
+            built.append(instantiate(doc))
+            _call_partials(built[-1])
+        return built
+    if loader == "config_eval":
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        OmegaConf.register_new_resolver("eval", eval, replace=True)
+        built = instantiate(read_config(path))
+        _call_partials(built)
+        return built
+    if loader == "safetensors_meta":
+        import struct
+
+        from hydra.utils import instantiate
+
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        return {k: instantiate(_parse_config_text(v)) for k, v in meta.items()}
     if loader == "yaml_unsafe":
         import yaml
 
@@ -525,10 +616,12 @@ def _install_sandbox(roots: list[str]) -> None:
 
 def _child_main(job_file: str) -> int:
     jobs = json.loads(Path(job_file).read_text())
-    import numpy  # noqa: F401  (import heavy modules before the sandbox closes)
+    import joblib  # noqa: F401  (import heavy modules before the sandbox closes)
+    import numpy  # noqa: F401
     import torch  # noqa: F401
     import yaml  # noqa: F401
     from hydra.utils import instantiate  # noqa: F401
+    from omegaconf import OmegaConf  # noqa: F401
 
     from . import zoo  # noqa: F401
 

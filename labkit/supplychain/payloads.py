@@ -556,6 +556,263 @@ def _v_pytag(root, marker, rng):
     return p
 
 
+# --- fail-open families: each one a place where a scanner can call a live payload clean ---
+
+
+def _p0_payload(marker: Path, *, stop: bool = True) -> bytes:
+    """``open(marker, "w")`` in protocol 0 (text opcodes only)."""
+    return b"cbuiltins\nopen\n(V" + str(marker).encode() + b"\nVw\ntR" + (b"." if stop else b"")
+
+
+@_b("pickle_int_base0", "pickle", "pickle", "INT argument 0x2a (the unpickler reads it "
+    "in any base; pickletools' disassembler rejects it), then the payload")
+def _v_int_base0(root, marker, rng):
+    p = root / "weights.pkl"
+    p.write_bytes(b"I0x2a\n0" + _p0_payload(marker))
+    return p
+
+
+@_b("pickle_long_line", "pickle", "pickle", "a 200 KB STRING line before the payload "
+    "(longer than a 64 KiB line limit)")
+def _v_long_line(root, marker, rng):
+    p = root / "long_line.pkl"
+    p.write_bytes(b"S'" + b"a" * 200_000 + b"'\n0" + _p0_payload(marker))
+    return p
+
+
+@_b("pickle_no_stop", "pickle", "pickle", "protocol-0 payload with no STOP at all "
+    "(the call runs, then the load fails)")
+def _v_no_stop(root, marker, rng):
+    p = root / "no_stop.pkl"
+    p.write_bytes(_p0_payload(marker, stop=False))
+    return p
+
+
+@_b("pickle_after_benign", "pickle_stream", "pickle", "a numpy array pickle, then the "
+    "payload: a loader that calls pickle.load until EOF runs it")
+def _v_after_benign(root, marker, rng):
+    p = root / "stream.pkl"
+    p.write_bytes(pickle.dumps(rng.standard_normal(3), protocol=4)
+                  + pickle.dumps(OpenCanary(marker), protocol=4))
+    return p
+
+
+def _tar_header_pickle(marker: Path) -> bytes:
+    """A tar whose first header block is also a protocol-2 pickle: the name field holds
+    GLOBAL builtins.open and a SHORT_BINBYTES that skips the numeric fields, the link-name
+    field holds the arguments, the call and STOP."""
+    path = str(marker).encode()
+    if len(path) > 91:
+        raise ValueError(f"marker path too long for a tar header ({len(path)} > 91 bytes)")
+    buf = io.BytesIO()
+    body = _yaml(_model_cfg())
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        info = tarfile.TarInfo("model_config.yaml")
+        info.size, info.mtime = len(body), 0
+        tf.addfile(info, io.BytesIO(body))
+    data = bytearray(buf.getvalue())
+    name = b"\x80\x02cbuiltins\nopen\nC" + bytes([157 - 19])  # skip to the link name
+    data[0:100] = name + data[len(name):100]
+    link = b"0\x8c" + bytes([len(path)]) + path + b"\x8c\x01w\x86R."
+    data[157:257] = link.ljust(100, b"\x00")
+    data[148:156] = b" " * 8
+    data[148:156] = b"%06o\x00 " % sum(data[:512])
+    return bytes(data)
+
+
+@_b("tar_pickle_polyglot", "numpy", "pickle", "a valid tar (a clean model config inside) "
+    "whose header block is also a pickle: numpy.load(allow_pickle=True) unpickles it")
+def _v_tar_pickle(root, marker, rng):
+    p = root / "bundle.tar"
+    p.write_bytes(_tar_header_pickle(marker))
+    return p
+
+
+@_b("yaml_pickle_polyglot", "pickle", "pickle", "a YAML config (clean _target_) that is "
+    "also a protocol-0 pickle calling open()")
+def _v_yaml_pickle(root, marker, rng):
+    p = root / "polyglot.yaml"
+    head = b"Vname: '\n0" + _p0_payload(marker) + b"'\n"
+    p.write_bytes(head + _yaml({"model": _model_cfg()["model"]}))
+    return p
+
+
+@_b("yaml_pickle_config", "config", "config", "a clean one-string pickle that is also a "
+    "YAML config whose _target_ is builtins.open (a scanner that stops at the pickle "
+    "reading misses it)")
+def _v_yaml_pickle_cfg(root, marker, rng):
+    p = root / "pickle_first.yaml"
+    p.write_bytes(b"Vname: 'tiny\n.'\n" + _yaml({"model": _open_cfg(marker)}))
+    return p
+
+
+def _npy_with_descr(descr, payload_pickle: bytes | None, *, shape=(2,), data=b"") -> bytes:
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + (
+        payload_pickle if payload_pickle is not None else data)
+
+
+@_b("npy_dtype_word", "numpy", "pickle", ".npy whose dtype is spelled 'object' (no "
+    "capital O): an object array, so a pickle follows the header")
+def _v_npy_word(root, marker, rng):
+    p = root / "features.npy"
+    p.write_bytes(_npy_with_descr("object", pickle.dumps(_object_array(OpenCanary(marker)),
+                                                         protocol=3)))
+    return p
+
+
+@_b("npy_dtype_structured", "numpy", "pickle", ".npy with a structured dtype whose "
+    "field is an object: [('w', 'object')]")
+def _v_npy_struct(root, marker, rng):
+    p = root / "records.npy"
+    p.write_bytes(_npy_with_descr([("w", "object")], pickle.dumps(
+        _object_array(OpenCanary(marker)), protocol=3)))
+    return p
+
+
+def _joblib(path: Path, obj, compress) -> None:
+    import joblib
+
+    joblib.dump(obj, path, compress=compress)
+
+
+def _joblib_variant(method: str):
+    @_b(f"joblib_{method}", "joblib", "pickle", f"joblib.dump(..., compress='{method}'): "
+        f"a {method}-compressed pickle")
+    def build(root, marker, rng):
+        p = root / f"model.joblib.{method}"
+        _joblib(p, {"model": "tiny", "hook": OpenCanary(marker)}, (method, 3))
+        return p
+    return build
+
+
+_v_joblib = [_joblib_variant(m) for m in ("zlib", "gzip", "bz2", "xz", "lzma")]
+
+
+@_b("zip_prefix", "numpy", "pickle", ".npz (object array) behind 64 bytes of junk that "
+    "start with a zip signature: numpy sees PK, zipfile finds the real directory")
+def _v_zip_prefix(root, marker, rng):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("weights.npy", _npy_bytes(_object_array(OpenCanary(marker))))
+    p = root / "arrays.npz"
+    p.write_bytes(b"PK\x03\x04" + bytes(rng.integers(1, 255, 60, dtype=np.uint8))
+                  + buf.getvalue())
+    return p
+
+
+@_b("tar_v7_nemo", "nemo", "config", ".nemo as a V7 tar (no 'ustar' magic): "
+    "model_config.yaml has a _target_")
+def _v_tar_v7(root, marker, rng):
+    tmp = root / "_w4.ckpt"
+    benign_checkpoint(tmp, rng=rng)
+    p = root / "v7_model.nemo"
+    with tarfile.open(p, "w", format=tarfile.GNU_FORMAT) as tf:
+        for name, data in {"model_config.yaml": _yaml({"name": "v7", "encoder": _open_cfg(marker)}),
+                           "model_weights.ckpt": tmp.read_bytes()}.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            tf.addfile(info, io.BytesIO(data))
+    raw = bytearray(p.read_bytes())
+    off = 0
+    while off + 512 <= len(raw) and any(raw[off:off + 512]):  # strip the magic: V7 headers
+        size = int(raw[off + 124:off + 136].rstrip(b"\x00 ") or b"0", 8)
+        raw[off + 257:off + 265] = b"\x00" * 8
+        raw[off + 148:off + 156] = b" " * 8
+        raw[off + 148:off + 156] = b"%06o\x00 " % sum(raw[off:off + 512])
+        off += 512 + (size + 511) // 512 * 512
+    p.write_bytes(bytes(raw))
+    tmp.unlink()
+    return p
+
+
+@_b("safetensors_huge_header", "safetensors_meta", "config", "safetensors whose JSON "
+    "header is padded past 100 MB; __metadata__['config'] has a _target_")
+def _v_st_huge(root, marker, rng):
+    p = root / "huge.safetensors"
+    w = rng.standard_normal(4).astype(np.float32).tobytes()
+    header = json.dumps({"__metadata__": {"config": json.dumps({"model": _open_cfg(marker)})},
+                         "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+    raw = header.encode() + b" " * (101_000_000 - len(header))
+    with open(p, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        f.write(w)
+    return p
+
+
+@_b("yaml_multidoc_broken", "config_all", "config", "two YAML documents: the first has a "
+    "_target_, the second is broken (a loader builds the first before it fails)")
+def _v_multidoc(root, marker, rng):
+    p = root / "stages.yaml"
+    p.write_bytes(_yaml({"stage": _open_cfg(marker)}) + b"---\nstage: [unclosed\n")
+    return p
+
+
+@_b("yaml_multidoc_tag", "yaml_unsafe_all", "config", "multi-document YAML: a "
+    "!!python/object/apply tag in the first, a broken second document")
+def _v_multidoc_tag(root, marker, rng):
+    p = root / "legacy_stages.yaml"
+    p.write_text(f"hook: !!python/object/apply:builtins.open ['{marker}', 'w']\n"
+                 "---\nbroken: [\n")
+    return p
+
+
+@_b("yaml_deep_nested", "yaml_c_unsafe", "config", "a python tag 900 brackets deep: "
+    "the pure-Python composer recurses too deep, libyaml reads it")
+def _v_deep(root, marker, rng):
+    p = root / "deep.yaml"
+    tag = f"!!python/object/apply:builtins.open ['{marker}', 'w']"
+    p.write_text("[" * 900 + tag + "]" * 900 + "\n")
+    return p
+
+
+@_b("json_utf16", "config", "config", "config.json in UTF-16 (json.loads decodes it from "
+    "bytes) with a _target_")
+def _v_json_utf16(root, marker, rng):
+    p = root / "config.json"
+    p.write_bytes(json.dumps({"model_type": "tiny", "head": _open_cfg(marker)}).encode("utf-16-le"))
+    return p
+
+
+@_b("yaml_utf16", "config", "config", "Hydra YAML in UTF-16 with a BOM (yaml decodes "
+    "it from bytes) with a _target_")
+def _v_yaml_utf16(root, marker, rng):
+    p = root / "train_utf16.yaml"
+    p.write_bytes(_yaml({"name": "tiny", "model": _open_cfg(marker)}).decode().encode("utf-16"))
+    return p
+
+
+@_b("toml_target", "config", "config", "a TOML config with a [model] table whose _target_ "
+    "is builtins.open")
+def _v_toml(root, marker, rng):
+    p = root / "model.toml"
+    p.write_text(f'name = "tiny"\n\n[model]\n_target_ = "builtins.open"\nfile = "{marker}"\n'
+                 'mode = "w"\n')
+    return p
+
+
+@_b("omegaconf_create", "config", "config", "OmegaConf ${oc.create:...} builds a _target_ "
+    "node at resolve time (the file has no _target_ key)")
+def _v_oc_create(root, marker, rng):
+    p = root / "resolved.yaml"
+    p.write_text(f'name: tiny\nmodel: "${{oc.create:{{_target_: builtins.open, file: '
+                 f"'{marker}', mode: w}}}}\"\n")
+    return p
+
+
+@_b("omegaconf_eval", "config_eval", "config", "every _target_ allowed, but a value is "
+    "${eval:...}, a resolver the loading program registered")
+def _v_oc_eval(root, marker, rng):
+    p = root / "eval.yaml"
+    code = f"__import__('builtins').open('{marker}', 'w') and 8"
+    cfg = _model_cfg()
+    cfg["model"]["hidden"] = f'${{eval:"{code}"}}'
+    p.write_bytes(_yaml(cfg))
+    return p
+
+
 # --- benign controls ------------------------------------------------------------------
 
 
@@ -673,16 +930,117 @@ def _c_readme(root, marker, rng):
     return p
 
 
+
+@_b("legacy_state_dict", "torch", "pickle", "legacy (non-zip) torch checkpoint: five "
+    "stacked pickles, then raw storage bytes")
+def _c_legacy(root, marker, rng):
+    import torch
+
+    p = root / "legacy.pt"
+    sd = {"fc1.weight": _tensor(rng, 8, 4), "fc1.bias": _tensor(rng, 8),
+          "steps": torch.arange(5), "half": _tensor(rng, 3).half()}
+    torch.save(sd, p, _use_new_zipfile_serialization=False)
+    return p
+
+
+@_b("legacy_state_dict_large", "torch", "pickle", "legacy torch checkpoint with 200k "
+    "random floats (storage bytes that look like anything)")
+def _c_legacy_large(root, marker, rng):
+    import torch
+
+    p = root / "legacy_large.pt"
+    torch.save({"big": _tensor(rng, 200_000)}, p, _use_new_zipfile_serialization=False)
+    return p
+
+
+@_b("safetensors_large", "safetensors", "config", "safetensors with 1M random floats")
+def _c_st_large(root, marker, rng):
+    from safetensors.numpy import save_file
+
+    p = root / "large.safetensors"
+    save_file({"w": rng.standard_normal(1_000_000).astype(np.float32),
+               "b": rng.standard_normal(8).astype(np.float16)}, str(p),
+              metadata={"format": "pt", "note": "${not an interpolation"})
+    return p
+
+
+@_b("npz_odd_dtypes", "numpy", "pickle", ".npz: big-endian ints, unicode, bytes, bool, "
+    "complex, datetime, Fortran order, a structured dtype with a field named 'Obs'")
+def _c_npz_odd(root, marker, rng):
+    p = root / "odd.npz"
+    rec = np.zeros(3, dtype=[("Obs", "<f4"), ("Order", ">i2")])
+    np.savez(p, be=np.arange(4, dtype=">i8"), u=np.array(["ab", "cde"]),
+             s=np.array([b"x", b"yz"]), b=np.array([True, False]), c=np.ones(2, np.complex64),
+             t=np.array(["2024-01-01"], dtype="M8[s]"),
+             f=np.asfortranarray(rng.standard_normal((3, 2))), rec=rec)
+    return p
+
+
+@_b("npy_descr_spelling", "numpy", "pickle", ".npy whose header spells the dtype "
+    "'float32' (not '<f4')")
+def _c_npy_word(root, marker, rng):
+    p = root / "spelled.npy"
+    p.write_bytes(_npy_with_descr("float32", None, shape=(3,),
+                                  data=np.arange(3, dtype="<f4").tobytes()))
+    return p
+
+
+@_b("joblib_zlib_plain", "joblib", "pickle", "joblib zlib file of plain Python data")
+def _c_joblib(root, marker, rng):
+    p = root / "plain.joblib"
+    _joblib(p, {"lr": 0.1, "layers": [4, 8, 2], "name": "tiny"}, ("zlib", 3))
+    return p
+
+
+@_b("yaml_multidoc", "config_all", "config", "two ordinary YAML documents with "
+    "allow-listed _target_s")
+def _c_multidoc(root, marker, rng):
+    p = root / "two_stages.yaml"
+    p.write_bytes(_yaml(_model_cfg()) + b"---\n" + _yaml(_model_cfg({"name": "second"})))
+    return p
+
+
+@_b("toml_plain", "config", "config", "a TOML config with an allow-listed _target_")
+def _c_toml(root, marker, rng):
+    p = root / "tiny.toml"
+    p.write_text('name = "tiny"\n\n[model]\n_target_ = "labkit.supplychain.zoo.TinyNet"\n'
+                 "in_features = 4\nhidden = 8\nn_classes = 2\n")
+    return p
+
+
+@_b("omegaconf_safe", "config", "config", "OmegaConf interpolations that only read: a node "
+    "reference and ${oc.env:...} with a default")
+def _c_oc_safe(root, marker, rng):
+    p = root / "interp.yaml"
+    cfg = _model_cfg({"width": 8, "cache": "${oc.env:LABKIT_NO_SUCH_VAR,/tmp}"})
+    cfg["model"]["hidden"] = "${width}"
+    p.write_bytes(_yaml(cfg))
+    return p
+
+
+@_b("yaml_utf16_plain", "config", "config", "plain hyper-parameters in UTF-16 with a BOM")
+def _c_yaml_utf16(root, marker, rng):
+    p = root / "hparams16.yaml"
+    p.write_bytes("lr: 0.1\nepochs: 5\n".encode("utf-16"))
+    return p
+
+
 MALICIOUS: dict[str, Callable] = {f.spec[0]: f for f in [
     _v_torch_reduce, _v_p0, _v_p2, _v_p4, _v_p5, _v_memo, _v_dup, _v_getattr, _v_inst,
     _v_obj, _v_nested, _v_broken, _v_stacked, _v_zip_odd, _v_npy, _v_npz, _v_nemo_ckpt,
     _v_yaml_open, _v_yaml_wt, _v_json, _v_st_json, _v_st_lit, _v_nemo_yaml, _v_partial,
-    _v_reexport, _v_alias, _v_pytag]}
+    _v_reexport, _v_alias, _v_pytag,
+    _v_int_base0, _v_long_line, _v_no_stop, _v_after_benign, _v_tar_pickle, _v_yaml_pickle,
+    _v_yaml_pickle_cfg, _v_npy_word, _v_npy_struct, *_v_joblib, _v_zip_prefix, _v_tar_v7,
+    _v_st_huge, _v_multidoc, _v_multidoc_tag, _v_deep, _v_json_utf16, _v_yaml_utf16, _v_toml,
+    _v_oc_create, _v_oc_eval]}
 """Malicious variant builders, by name."""
 
 BENIGN: dict[str, Callable] = {f.spec[0]: f for f in [
     _c_state_dict, _c_rich, _c_large, _c_npy, _c_npz, _c_np_p2, _c_np_p5, _c_st, _c_st_meta,
-    _c_yaml, _c_json, _c_nemo, _c_hparams, _c_readme]}
+    _c_yaml, _c_json, _c_nemo, _c_hparams, _c_readme,
+    _c_legacy, _c_legacy_large, _c_st_large, _c_npz_odd, _c_npy_word, _c_joblib, _c_multidoc,
+    _c_toml, _c_oc_safe, _c_yaml_utf16]}
 """Benign control builders, by name."""
 
 
