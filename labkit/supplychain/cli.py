@@ -1,7 +1,12 @@
-"""``python -m labkit scan PATH... [--json] [--allow NAME ...]``.
+"""``python -m labkit scan PATH... [--format text|json|sarif] [--allow NAME ...]``.
 
 Exit status: 0 every file clean, 1 at least one finding, 2 some input could not be read.
-One line per finding: file, member, kind, detail (tab-separated).
+``--format text`` (default): one line per finding, file, member, kind, detail (tab-separated);
+``--json`` is ``--format json``; ``--format sarif`` writes SARIF 2.1.0 for code scanning.
+``--self-test`` scans a harmless test pickle that must be flagged and exits 0 if it is.
+
+This module imports only the scanner (no torch, no lessons), so it works where torch does
+not, and can run as a pre-commit hook (``.pre-commit-hooks.yaml``, id ``labkit-scan``).
 
 See Also
 --------
@@ -12,10 +17,7 @@ labkit.supplychain.scanner.scan_paths
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-
-from .scanner import scan_paths
 
 __all__ = ["add_parser", "run_scan", "main"]
 
@@ -24,28 +26,46 @@ def add_parser(subparsers) -> None:
     """Add the ``scan`` subcommand to an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "scan", help="scan model files for pickle payloads and _target_ metadata",
-        description="Statically scan model files and folders (pickles, torch/numpy "
-                    "archives, safetensors, YAML/JSON configs, .nemo tars). Nothing is "
-                    "loaded or executed. Exit 0 clean, 1 findings, 2 unreadable input.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+        description="Statically scan model files and folders (pickles, torch/numpy/joblib "
+                    "files, zip/tar archives, safetensors, YAML/JSON/TOML configs). Every "
+                    "file is read in every format it is valid as; nothing is loaded or "
+                    "executed. Exit 0 clean, 1 findings, 2 unreadable input.")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default=None,
+                   help="output format (default text)")
+    p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--allow", action="append", default=[], metavar="NAME",
-                   help="exact name to accept as a pickle global or _target_ (repeatable)")
+                   help="exact name to accept as a pickle global, _target_ or OmegaConf "
+                        "resolver (repeatable)")
+    p.add_argument("--self-test", action="store_true",
+                   help="scan a harmless test pickle that must be flagged; exit 0 if it is")
     p.set_defaults(func=run_scan)
 
 
 def run_scan(args: argparse.Namespace) -> int:
     """Handler for ``scan``: print findings, return the exit status."""
+    if args.self_test:
+        from .selftest import self_test
+
+        ok, message = self_test()
+        print(message)
+        return 0 if ok else 1
+    if not args.paths:
+        print("error: scan needs at least one PATH (or --self-test)", file=sys.stderr)
+        return 2
+    from . import output
+    from .scanner import scan_paths
+
+    fmt = args.format or ("json" if args.json else "text")
     reports = scan_paths(args.paths, allow=args.allow)
-    if args.json:
-        doc = {"files": [{"path": r.path, "verdict": r.verdict,
-                          "findings": [{"member": f.member, "kind": f.kind, "detail": f.detail}
-                                       for f in r.findings]} for r in reports]}
-        print(json.dumps(doc, indent=1))
+    if fmt == "json":
+        print(output.dumps(output.to_json(reports)))
+    elif fmt == "sarif":
+        print(output.dumps(output.to_sarif(reports)))
     else:
-        for r in reports:
-            for f in r.findings:
-                print(f.line())
+        text = output.to_text(reports)
+        if text:
+            print(text)
         n_bad = sum(r.flagged for r in reports)
         print(f"scanned {len(reports)} file(s): {n_bad} with findings", file=sys.stderr)
     if not reports or any(r.unreadable for r in reports):
@@ -54,8 +74,13 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``scan`` on its own (for notebooks and scripts): ``main(["model.pt", "--json"])``."""
+    """``scan`` on its own (for notebooks, scripts and pre-commit):
+    ``main(["model.pt", "--format", "sarif"])``."""
     parser = argparse.ArgumentParser(prog="labkit")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["scan", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
