@@ -1,50 +1,139 @@
 """Widget factories for the notebooks: ipywidgets controls wired to one labkit call each.
 
-No logic lives here: every factory names its controls and a labkit function that turns the
+No lesson logic lives here: every factory names its controls and a function that turns the
 controls' values into a matplotlib figure; :func:`panel` does the wiring (an ``Output``
-redrawn on every change). Each factory returns the panel, which carries ``.controls``
-(name -> widget) and ``.refresh()`` so notebooks and tests can drive it without a browser.
+redrawn on every change, a status line that says "computing..." while it redraws, controls
+that do not apply to the current setting disabled). Each factory returns the panel, which
+carries ``.controls`` (name -> widget) and ``.refresh()`` so notebooks and tests can drive
+it without a browser.
+
+The widgets answer a change in about a second on one CPU, so they use lower-cost settings
+than the lessons (fewer training epochs, crafting steps and federated rounds; see
+:data:`WIDGET_COST`) and keep the last few settings' figures, so going back is instant.
+The lessons' own functions keep their defaults.
 
 See Also: notebooks/01_label_flipping.ipynb
 """
 from __future__ import annotations
 
+import functools
+import html
 import time
-from typing import Callable
+from collections import OrderedDict
+from types import SimpleNamespace
+from typing import Callable, Optional
 
-__all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer", "clean_label_explorer",
-           "gradient_matching_explorer", "federated_explorer"]
+__all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer",
+           "clean_label_explorer", "gradient_matching_explorer", "federated_explorer", "WIDGET_COST"]
+
+#: The widgets' lower-cost settings (the lessons' defaults are larger).
+WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
+               "craft_steps": 60,          # lesson 3 bullseye / collision (lesson: 150 / 200)
+               "head_epochs": 20,          # lesson 3 transfer victim's head (lesson: 40)
+               "match_steps": 40,          # lesson 4 gradient matching (lesson widget: 60)
+               "federated_rounds": 10}     # lesson 4 federated rounds (lesson: 20)
 
 
-def panel(fn: Callable, *, title: str = "", **controls):
-    """A VBox of ``controls`` above an Output showing ``fn(**values)``, redrawn on change.
+@functools.lru_cache(maxsize=1)
+def _lessons() -> SimpleNamespace:
+    """The lesson functions and tables the widgets call, imported in this one place (so a
+    module that moves needs its import changed here only).
 
-    ``fn`` returns a matplotlib figure. The returned box has ``.controls``, ``.output``,
-    ``.refresh()``, ``.figure`` (the last figure drawn) and ``.last_seconds`` (how long the
-    last redraw took).
+    ``clean_label_trial(setting, target_idx, wanted_class, **kw)`` is lesson 3's one trial.
+    The second branch serves the package layout before ``labkit/lessons/``.
+    """
+    from .attacks.backdoor import POSITIONS, backdoor_params
+    from .defences.aggregation import RULES
+    from .experiment import run
+
+    try:
+        from .federated import MALICIOUS_UPDATES
+        from .lessons.l03 import attack_trial, lesson_setting
+        from .lessons.l04 import federated_table, try_target
+
+        def clean_label_trial(s, t, wanted, **kw):
+            return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
+                                target_class=wanted, guard=s["guard"], **kw)
+    except ImportError:
+        from .attacks.clean_label import attack_trial, lesson_setting
+        from .attacks.federated import ATTACKS as MALICIOUS_UPDATES, federated_table
+        from .attacks.gradient import try_target
+
+        def clean_label_trial(s, t, wanted, **kw):
+            return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
+                                base_class=wanted, guard=s["guard"], **kw)
+
+    return SimpleNamespace(run=run, backdoor_params=backdoor_params, positions=tuple(POSITIONS),
+                           lesson_setting=lesson_setting, clean_label_trial=clean_label_trial,
+                           try_target=try_target, federated_table=federated_table,
+                           federated_attacks=tuple(MALICIOUS_UPDATES), aggregation_rules=tuple(RULES))
+
+
+_BUSY_CSS = ("<style>.labkit-busy {opacity: 0.35; transition: opacity 0.2s;}"
+             " .labkit-status {font-size: 0.9em; color: #555;}</style>")
+
+
+def panel(fn: Callable, *, title: str = "", enable: Optional[Callable] = None, cache: int = 12,
+          **controls):
+    """A VBox of ``controls`` and a status line above an Output showing ``fn(**values)``.
+
+    ``fn`` returns a matplotlib figure; it is called again whenever a control changes. While
+    it runs the status line says "computing..." and the old figure is dimmed; afterwards it
+    says how long the update took. ``enable(values)`` returns ``{name: bool}`` for controls
+    that apply only to some settings (a disabled control keeps its value). The figures of the
+    last ``cache`` settings are kept, so returning to one is instant.
+
+    The returned box has ``.controls``, ``.output``, ``.status``, ``.refresh()``, ``.figure``
+    (the last figure drawn) and ``.last_seconds`` (how long the last update took).
     """
     import ipywidgets as W
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     out = W.Output()
-    box = W.VBox([W.HTML(f"<b>{title}</b>")] if title else [])
+    status = W.HTML(value="", layout=W.Layout(min_height="1.6em"))
+    status.add_class("labkit-status")
+    head = [W.HTML(_BUSY_CSS + (f"<b>{html.escape(title)}</b>" if title else ""))]
+    figures: OrderedDict = OrderedDict()
+    box = W.VBox()
+    box.add_class("labkit-panel")              # how the browser test finds the panels
 
     def refresh(_change=None):
         t0 = time.perf_counter()
         values = {name: w.value for name, w in controls.items()}
+        if enable is not None:
+            for name, on in enable(values).items():
+                controls[name].disabled = not on
+        key = tuple(sorted((k, v) for k, v in values.items() if not controls[k].disabled))
+        fig = figures.get(key)
+        if fig is None:
+            status.value = "computing..."
+            out.add_class("labkit-busy")
+            try:
+                fig = fn(**values)
+            except Exception as exc:
+                out.remove_class("labkit-busy")
+                status.value = f"could not update: {html.escape(str(exc))}"
+                raise
+            plt.close(fig)
+            figures[key] = fig
+            while len(figures) > cache:
+                figures.popitem(last=False)
+        figures.move_to_end(key)
         with out:
             out.clear_output(wait=True)
-            fig = fn(**values)
             display(fig)
-            plt.close(fig)
+        out.remove_class("labkit-busy")
         box.figure, box.last_seconds = fig, time.perf_counter() - t0
+        status.value = f"updated in {box.last_seconds:.1f} s"
 
     for w in controls.values():
+        if hasattr(w, "style"):
+            w.style.description_width = "initial"
         w.observe(refresh, names="value")
-    box.children = tuple(box.children) + (W.HBox(list(controls.values())[:3]),
-                                           W.HBox(list(controls.values())[3:]), out)
-    box.controls, box.output, box.refresh = controls, out, refresh
+    rows = list(controls.values())
+    box.children = tuple(head) + (W.HBox(rows[:3]), W.HBox(rows[3:]), status, out)
+    box.controls, box.output, box.status, box.refresh = controls, out, status, refresh
     refresh()
     return box
 
@@ -55,26 +144,41 @@ def _slider(description, value, lo, hi, step, fmt=".2f"):
     cls = W.IntSlider if isinstance(step, int) else W.FloatSlider
     kw = {} if cls is W.IntSlider else {"readout_format": fmt}
     return cls(value=value, min=lo, max=hi, step=step, description=description,
-               continuous_update=False, **kw)
+               continuous_update=False, style={"description_width": "initial"}, **kw)
 
 
-def label_flip_explorer(*, seed: int = 0):
-    """Lesson 1: flip rate, strategy, k and eta -> accuracy with and without k-NN sanitisation."""
+def _dropdown(description, options, value, *, labels: Optional[Callable] = None):
     import ipywidgets as W
 
-    from .experiment import run
+    options = [(labels(o), o) for o in options] if labels is not None else list(options)
+    return W.Dropdown(options=options, value=value, description=description,
+                      style={"description_width": "initial"}, layout=W.Layout(width="max-content"))
+
+
+def _cheap_train() -> dict:
+    return {"epochs": WIDGET_COST["epochs"]}
+
+
+# ---- lesson 1: label flipping ---------------------------------------------------------------
+
+def label_flip_explorer(*, seed: int = 0):
+    """Lesson 1: flip rate, strategy, k and eta -> accuracy with and without k-NN sanitisation.
+
+    See Also: notebooks/01_label_flipping.ipynb
+    """
     from .viz import run_summary
 
+    L = _lessons()
     return panel(
-        lambda rate, strategy, k, eta: run_summary(run(
+        lambda rate, strategy, k, eta: run_summary(L.run(
             "label_flip", defence="knn_sanitisation", seed=seed, rate=rate,
-            params={"strategy": strategy}, defence_params={"k": k, "eta": eta})),
+            params={"strategy": strategy}, defence_params={"k": k, "eta": eta},
+            train_kw=_cheap_train())),
         title="Label flipping vs k-NN sanitisation",
         rate=_slider("flip rate", 0.3, 0.05, 0.5, 0.05),
-        strategy=W.Dropdown(options=["random", "targeted", "optimised"], value="random",
-                            description="strategy"),
-        k=_slider("k", 10, 3, 30, 1),
-        eta=_slider("eta", 0.5, 0.3, 0.9, 0.05))
+        strategy=_dropdown("strategy", ["random", "targeted", "optimised"], "random"),
+        k=_slider("neighbours k", 10, 3, 30, 1),
+        eta=_slider("disagreement eta", 0.5, 0.3, 0.9, 0.05))
 
 
 # ---- lesson 2: backdoors --------------------------------------------------------------------
@@ -82,24 +186,26 @@ def label_flip_explorer(*, seed: int = 0):
 def backdoor_explorer(*, seed: int = 0):
     """Lesson 2: trigger kind, size, position, opacity, rate, target class -> retrain, attack success.
 
+    The patch's size and position apply to the patch trigger, the blend opacity to the blend
+    trigger; the controls that do not apply are disabled.
+
     See Also: notebooks/02_backdoors.ipynb
     """
-    import ipywidgets as W
-
-    from .attacks.backdoor import POSITIONS, backdoor_params
-    from .experiment import run
     from .viz import run_summary
 
+    L = _lessons()
     return panel(
-        lambda trigger, size, position, alpha, rate, target_class: run_summary(run(
-            "backdoor", seed=seed, rate=rate,
-            params=backdoor_params(trigger, target_class=target_class, size=size,
-                                   position=position, alpha=alpha))),
+        lambda trigger, size, position, alpha, rate, target_class: run_summary(L.run(
+            "backdoor", seed=seed, rate=rate, train_kw=_cheap_train(),
+            params=L.backdoor_params(trigger, target_class=target_class, size=size,
+                                     position=position, alpha=alpha))),
         title="Backdoor: trigger and poison rate",
-        trigger=W.Dropdown(options=["patch", "blend"], value="patch", description="trigger"),
+        enable=lambda v: {"size": v["trigger"] == "patch", "position": v["trigger"] == "patch",
+                          "alpha": v["trigger"] == "blend"},
+        trigger=_dropdown("trigger", ["patch", "blend"], "patch"),
         size=_slider("patch size", 2, 1, 4, 1),
-        position=W.Dropdown(options=list(POSITIONS), value="bottom-right", description="position"),
-        alpha=_slider("blend alpha", 0.2, 0.05, 0.5, 0.05),
+        position=_dropdown("patch position", L.positions, "bottom-right"),
+        alpha=_slider("blend opacity", 0.2, 0.05, 0.5, 0.05),
         rate=_slider("poison rate", 0.05, 0.005, 0.15, 0.005, fmt=".3f"),
         target_class=_slider("target class", 0, 0, 9, 1))
 
@@ -107,12 +213,29 @@ def backdoor_explorer(*, seed: int = 0):
 #: The thresholds each lesson-2 defence exposes in :func:`backdoor_defence_explorer`.
 _DEFENCE_CONTROLS = {
     "spectral_signature": lambda: dict(expected_rate=_slider("expected rate", 0.05, 0.01, 0.15, 0.01),
-                                       removal_factor=_slider("removal x", 1.5, 0.5, 3.0, 0.25),
+                                       removal_factor=_slider("removal factor", 1.5, 0.5, 3.0, 0.25),
                                        rounds=_slider("rounds", 3, 1, 5, 1)),
-    "activation_clustering": lambda: dict(max_size=_slider("max size", 0.35, 0.05, 0.5, 0.05),
+    "activation_clustering": lambda: dict(max_size=_slider("max cluster size", 0.35, 0.05, 0.5, 0.05),
                                           min_silhouette=_slider("min silhouette", 0.40, 0.0, 0.8, 0.05)),
-    "strip": lambda: dict(frr=_slider("target FRR", 0.05, 0.01, 0.3, 0.01)),
+    "strip": lambda: dict(frr=_slider("target false rejection", 0.05, 0.01, 0.3, 0.01)),
 }
+
+
+def _defence_figure(result, defence: str, settings: dict):
+    """The run's bars and, for activation clustering, the per-class split with its thresholds."""
+    import matplotlib.pyplot as plt
+
+    from .viz import _detection_of, clustering_summary, describe, human, run_summary
+
+    note = f"{human(defence)} settings: {describe(settings)}"
+    found = _detection_of(result)
+    if defence != "activation_clustering" or found is None:
+        return run_summary(result, note=note)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1.1, 1]})
+    run_summary(result, note=note, ax=left)
+    clustering_summary(found, ax=right)
+    fig.tight_layout()
+    return fig
 
 
 def backdoor_defence_explorer(defence: str = "activation_clustering", *, seed: int = 0):
@@ -120,78 +243,115 @@ def backdoor_defence_explorer(defence: str = "activation_clustering", *, seed: i
 
     See Also: notebooks/02_backdoors.ipynb
     """
-    from .experiment import run
-    from .viz import run_summary
+    from .viz import human
 
     if defence not in _DEFENCE_CONTROLS:
         raise ValueError(f"defence must be one of {sorted(_DEFENCE_CONTROLS)}, got {defence!r}")
+    L = _lessons()
     return panel(
-        lambda rate, **kw: run_summary(run("backdoor", defence=defence, seed=seed, rate=rate,
-                                           defence_params=kw)),
-        title=f"Backdoor vs {defence}",
+        lambda rate, **kw: _defence_figure(
+            L.run("backdoor", defence=defence, seed=seed, rate=rate, defence_params=kw,
+                  train_kw=_cheap_train()), defence, kw),
+        title=f"Backdoor vs {human(defence)}",
         rate=_slider("poison rate", 0.05, 0.005, 0.15, 0.005, fmt=".3f"),
         **_DEFENCE_CONTROLS[defence]())
 
 
 # ---- lesson 3: clean-label poisoning -------------------------------------------------------
 
+def _clean_label_figure(method, n_poisons, eps, opacity, target, seed):
+    from .viz import clean_label_pairs
+
+    L = _lessons()
+    s = L.lesson_setting(seed)
+    t, wanted = s["targets"][int(target)]
+    out = L.clean_label_trial(s, t, wanted, method=method, n_poisons=n_poisons, eps=eps,
+                              opacity=opacity if method == "collision" else 0.0,
+                              steps=WIDGET_COST["craft_steps"], head_epochs=WIDGET_COST["head_epochs"],
+                              seed=seed + int(target))
+    fig = clean_label_pairs(out["poisoned"], s["test"])
+    verdict = "flipped" if out["success"] else "not flipped"
+    extra = f", watermark opacity {opacity:g}" if method == "collision" else ""
+    fig.suptitle(f"{method}: {n_poisons} poisons, eps {eps:g}{extra}. Target {verdict}; "
+                 f"an independent classifier still reads {out['label_consistency']:.0%} of the "
+                 f"poisons as their own label", fontsize=9, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
 def clean_label_explorer(*, seed: int = 0):
-    """Lesson 3: method, number of poisons, budget, watermark opacity, target -> one trial."""
-    import ipywidgets as W
+    """Lesson 3: method, number of poisons, budget, watermark opacity, target -> one trial.
 
-    from .attacks.clean_label import explore_trial
+    The watermark opacity applies to feature collision only (disabled otherwise).
 
+    See Also: notebooks/03_clean_label.ipynb
+    """
     return panel(
-        lambda method, n_poisons, eps, opacity, target: explore_trial(
-            method=method, n_poisons=n_poisons, eps=eps, opacity=opacity, target=target, seed=seed),
+        lambda **v: _clean_label_figure(seed=seed, **v),
         title="Clean-label poisoning: one target, one fresh victim",
-        method=W.Dropdown(options=["bullseye", "collision", "random"], value="bullseye",
-                          description="method"),
+        enable=lambda v: {"opacity": v["method"] == "collision"},
+        method=_dropdown("method", ["bullseye", "collision", "random"], "bullseye"),
         n_poisons=_slider("poisons", 30, 1, 40, 1),
-        eps=_slider("eps (L-inf)", 0.25, 0.02, 0.5, 0.01),
-        opacity=_slider("opacity", 0.0, 0.0, 0.5, 0.05),
-        target=_slider("target #", 0, 0, 9, 1))
+        eps=_slider("eps (L-inf budget)", 0.25, 0.02, 0.5, 0.01),
+        opacity=_slider("watermark opacity", 0.0, 0.0, 0.5, 0.05),
+        target=_slider("target number", 0, 0, 9, 1))
 
 
 # ---- lesson 4: gradient manipulation --------------------------------------------------------
 
 def gradient_matching_explorer(split, deployed, *, seed: int = 0):
-    """Lesson 4: budget, eps, target -> craft (60 steps), fine-tune, show the trial.
+    """Lesson 4: budget, eps, target -> craft, fine-tune, show the trial.
 
     ``split`` and ``deployed`` come from the notebook (the deployed model is trained once).
 
     See Also: notebooks/04_gradient_manipulation.ipynb
     """
-    from .attacks.gradient import try_target
     from .viz import gradient_trial
 
+    L = _lessons()
     return panel(
         lambda rate, eps, target: gradient_trial(
-            try_target(split, deployed, target=target, rate=rate, eps=eps, seed=seed), split.test),
+            L.try_target(split, deployed, target=target, rate=rate, eps=eps, seed=seed,
+                         steps=WIDGET_COST["match_steps"]), split.test,
+            note=f"poisons: {rate:.0%} of the rows, eps {eps:g}, target number {target}"),
         title="Gradient matching: one target, fine-tuning victim",
-        rate=_slider("budget", 0.05, 0.01, 0.05, 0.01),
-        eps=_slider("eps", 0.15, 0.02, 0.15, 0.01),
-        target=_slider("target #", 0, 0, 9, 1))
+        rate=_slider("budget (share of rows)", 0.05, 0.01, 0.05, 0.01),
+        eps=_slider("eps (L-inf budget)", 0.15, 0.02, 0.15, 0.01),
+        target=_slider("target number", 0, 0, 9, 1))
 
 
-def federated_explorer(split, *, seed: int = 0, rounds: int = 15):
+def federated_explorer(split, *, seed: int = 0, rounds: Optional[int] = None):
     """Lesson 4: malicious clients, their update, the aggregation rule, IID or not ->
     accuracy over rounds for that rule and for plain averaging.
+
+    Each (setting, rule) is trained once and kept, so changing only the rule trains one
+    federated model, not two.
 
     See Also: notebooks/04_gradient_manipulation.ipynb
     """
     import ipywidgets as W
 
-    from .attacks.federated import ATTACKS, federated_table
-    from .defences.aggregation import RULES
-    from .viz import federated_curves
+    from .viz import federated_curves, human
+
+    L = _lessons()
+    rounds = WIDGET_COST["federated_rounds"] if rounds is None else rounds
+
+    @functools.lru_cache(maxsize=24)
+    def one(malicious, attack, rule, iid):
+        return L.federated_table(split.train, test=split.test, rules=(rule,), attacks=(attack,),
+                                 malicious=malicious, rounds=rounds, iid=iid, seed=seed)
+
+    def draw(malicious, attack, rule, iid):
+        table = {}
+        for r in dict.fromkeys(("mean", rule)):
+            table.update(one(malicious, attack, r, iid))
+        shards = "IID shards" if iid else "non-IID shards"
+        return federated_curves(table, attack=attack,
+                                title=f"{malicious} of 10 clients send {human(attack)} updates ({shards})")
 
     return panel(
-        lambda malicious, attack, rule, iid: federated_curves(federated_table(
-            split.train, test=split.test, rules=tuple(dict.fromkeys(("mean", rule))), attacks=(attack,),
-            malicious=malicious, rounds=rounds, iid=iid, seed=seed), attack=attack),
-        title="Federated learning with malicious clients",
-        malicious=_slider("malicious", 2, 0, 4, 1),
-        attack=W.Dropdown(options=list(ATTACKS), value="sign_flip", description="update"),
-        rule=W.Dropdown(options=list(RULES), value="median", description="rule"),
-        iid=W.Checkbox(value=True, description="IID shards"))
+        draw, title="Federated learning with malicious clients",
+        malicious=_slider("malicious clients", 2, 0, 4, 1),
+        attack=_dropdown("their update", L.federated_attacks, "sign_flip", labels=human),
+        rule=_dropdown("aggregation rule", L.aggregation_rules, "median", labels=human),
+        iid=W.Checkbox(value=True, description="IID shards", style={"description_width": "initial"}))
