@@ -84,8 +84,7 @@ OPNAMES: frozenset[str] = frozenset(n for n, _ in _OPS.values())
 _TEXT_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
 _PY2_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING"}
 _BYTES_OPS = {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8"}
-_PUSH_ANY = {"NONE", "NEWTRUE", "NEWFALSE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_TUPLE",
-             "EMPTY_SET", "BINFLOAT", "FLOAT", "NEXT_BUFFER"}
+_PUSH_ANY = {"NEXT_BUFFER"}
 # joblib stores array bytes inside the pickle stream, read by its BUILD override
 _INLINE_DATA = {"joblib.numpy_pickle.NumpyArrayWrapper",
                 "joblib.numpy_pickle_compat.NDArrayWrapper",
@@ -126,6 +125,17 @@ class _Obj:
 @dataclass(frozen=True)
 class _Tuple:
     items: tuple
+
+
+@dataclass(frozen=True)
+class _Const:
+    kind: str  # none, bool, float, list, dict, set, frozenset: never callable, never str
+
+
+_CONST = {"NONE": _Const("none"), "NEWTRUE": _Const("bool"), "NEWFALSE": _Const("bool"),
+          "BINFLOAT": _Const("float"), "FLOAT": _Const("float"), "EMPTY_LIST": _Const("list"),
+          "EMPTY_DICT": _Const("dict"), "EMPTY_SET": _Const("set")}
+_CALLABLE = (lambda v: isinstance(v, (_Global, _Obj, _Any)))
 
 
 class _Any:
@@ -199,10 +209,9 @@ def _import_name(module: str, qual: str, proto: int) -> tuple[str, str]:
 
 
 def _importable(module: str) -> bool:
-    """Could ``__import__(module)`` import anything? Its first dotted part must be a name
-    a module can have (``"hannels: 3"`` from a text file cannot)."""
-    first = module.split(".", 1)[0]
-    return bool(first) and not any(c in first for c in " \t\r\n\x00:/\\'\"(){}[],;=#<>")
+    """Could ``__import__(module)`` import an installed module? Its first dotted part
+    must be an identifier (``"hannels: 3"`` from a text file cannot name one)."""
+    return module.split(".", 1)[0].isidentifier()
 
 
 def _text(raw: bytes) -> object:
@@ -217,7 +226,8 @@ def _text(raw: bytes) -> object:
 
 def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
                max_ops: int | None = None, trace: bool = False,
-               follow: bool = True, limit: int | None = None) -> PickleRun:
+               follow: bool = True, limit: int | None = None,
+               persistent: bool = False) -> PickleRun:
     """Walk the pickle(s) at ``offset`` of ``blob`` as the unpickler would, importing nothing.
 
     Parameters
@@ -236,6 +246,11 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
         Walk further pickles stacked after ``STOP``.
     limit : int, optional
         Stop quietly after this many opcodes (for teaching views).
+    persistent : bool
+        The loader may have a ``persistent_load`` (torch's ``data.pkl`` reader). Without
+        one, ``PERSID``/``BINPERSID`` stop the load as in ``pickle.load``; the model
+        assumes one anyway in streams with a protocol header and from the fourth pickle
+        of a torch legacy stack on.
 
     Returns
     -------
@@ -399,6 +414,10 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
                     push(_Int(int(s, 0)))
                 except ValueError:
                     push(_ANY)  # strtol accepts more (leading zeros as octal, "5\0...")
+            elif name in _CONST:
+                push(_CONST[name])
+            elif name == "EMPTY_TUPLE":
+                push(_Tuple(()))
             elif name in _PUSH_ANY:
                 push(_ANY)
             elif name == "PROTO":
@@ -475,24 +494,35 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
             elif name in ("EXT1", "EXT2", "EXT4"):
                 if arg <= 0:
                     raise _Stop("EXT specifies code <= 0")
+                if not (run.protocol_header or run.pickles):
+                    # the standard library registers no extension codes: a loader fails
+                    # here unless its program called copyreg.add_extension; reported only
+                    # in streams that are pickles by their header
+                    raise _Stop("unregistered extension code")
                 run.extensions.append(op_start - base)
                 push(_Global(""))
             elif name == "OBJ":
                 items = pop_mark()
-                if not items:
-                    raise _Stop("stack underflow")
+                if not items or not _CALLABLE(items[0]):
+                    raise _Stop("OBJ without a class")
                 push(_Obj(items[0].name if isinstance(items[0], _Global) else ""))
             elif name in ("REDUCE", "NEWOBJ"):
                 pop()
                 fn = pop()
+                if not _CALLABLE(fn):
+                    raise _Stop(f"{name}: not callable")
                 push(_Obj(fn.name if isinstance(fn, _Global) else ""))
             elif name == "NEWOBJ_EX":
                 pop(), pop()
                 cls = pop()
+                if not _CALLABLE(cls):
+                    raise _Stop("NEWOBJ_EX: not a class")
                 push(_Obj(cls.name if isinstance(cls, _Global) else ""))
             elif name == "BUILD":
                 pop()
                 obj = top()
+                if not _CALLABLE(obj):
+                    raise _Stop("BUILD: object has no state to set")
                 if isinstance(obj, _Obj) and obj.made_by in _INLINE_DATA:
                     run.unmodelled.append((op_start - base, f"{obj.made_by} reads array "
                                            "data from inside the stream"))
@@ -508,19 +538,27 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
                 push(_Tuple(items))
             elif name in ("LIST", "DICT", "FROZENSET"):
                 pop_mark()
-                push(_ANY)
-            elif name == "APPEND":
-                pop()
-                top()
-            elif name == "SETITEM":
-                pop(), pop()
-                top()
-            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-                pop_mark()
-                top()
-            elif name == "PERSID":
-                push(_ANY)
-            elif name == "BINPERSID":
+                push(_Const(name.lower()))
+            elif name in ("APPEND", "SETITEM", "APPENDS", "SETITEMS", "ADDITEMS"):
+                if name == "APPEND":
+                    pop()
+                elif name == "SETITEM":
+                    pop(), pop()
+                elif not pop_mark():
+                    top()  # C: nothing to add, so the target is never touched
+                    continue
+                target = top()
+                want = {"APPEND": "list", "APPENDS": "list", "SETITEM": "dict",
+                        "SETITEMS": "dict", "ADDITEMS": "set"}[name]
+                if not (_CALLABLE(target) or target == _Const(want)):
+                    raise _Stop(f"{name} on an object without {want} methods")
+            elif name in ("PERSID", "BINPERSID"):
+                if not (persistent or run.protocol_header
+                        or (run.legacy_torch and run.pickles >= 3)):
+                    raise _Stop("no persistent_load function was specified")
+                if name == "PERSID":
+                    push(_ANY)
+                    continue
                 pid = pop()
                 if (isinstance(pid, _Tuple) and len(pid.items) >= 3
                         and isinstance(pid.items[2], _Str)):

@@ -70,7 +70,9 @@ _READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, RuntimeError,
 def _scan_pickle(ctx: Context, blob: Blob, member: str, depth: int, *,
                  offset: int = 0) -> set[str]:
     """Read ``blob`` as a pickle from ``offset``; returns torch storage keys."""
-    run = run_pickle(blob, offset, max_line=ctx.budget.max_line)
+    last = member.rsplit("!", 1)[-1]
+    run = run_pickle(blob, offset, max_line=ctx.budget.max_line,
+                     persistent=last.endswith("data.pkl") or last == "pickle")
     ctx.stats["pickle_ops"] += run.ops
     if not (run.pickles or run.imports or run.unknown or run.extensions
             or run.protocol_header or run.unmodelled):
@@ -281,7 +283,7 @@ def pickle_ops(data: bytes, *, limit: int = 200) -> list[tuple[int, str, object]
     limit : int
         Stop after this many opcodes.
     """
-    return run_pickle(Blob(bytes(data)), trace=True, limit=limit).trace
+    return run_pickle(Blob(bytes(data)), trace=True, limit=limit, persistent=True).trace
 
 
 def pickle_globals(data: bytes) -> list[str]:
@@ -293,7 +295,7 @@ def pickle_globals(data: bytes) -> list[str]:
     >>> pickle_globals(pickle.dumps(collections.OrderedDict()))
     ['collections.OrderedDict']
     """
-    return [name for name, _ in run_pickle(Blob(bytes(data))).imports]
+    return [name for name, _ in run_pickle(Blob(bytes(data)), persistent=True).imports]
 
 
 def member_bytes(path: str | os.PathLike, suffix: str = "data.pkl") -> bytes:
