@@ -22,7 +22,8 @@ from .payloads import ZOO_TARGETS, Artifact, build
 from .scanner import ScanReport, scan_file
 
 __all__ = ["Table", "table", "describe", "scan_table", "scan_summary", "ladder", "LADDER_CONFIGS",
-           "third_party_table", "THIRD_PARTY", "opcode_table", "fire_table", "compare_loaders"]
+           "third_party_table", "THIRD_PARTY", "opcode_table", "fire_table", "compare_loaders",
+           "readings_table"]
 
 
 @dataclass(frozen=True)
@@ -235,3 +236,33 @@ def describe(artifacts: Sequence[Artifact]) -> Table:
     """Name, carrier, victim loader and trick of each artifact."""
     return table([{"artifact": a.name, "carrier": a.carrier, "loader": a.loader,
                    "trick": a.description} for a in artifacts])
+
+
+_READING_KINDS = {
+    "pickle": {"global", "unknown-global", "extension", "malformed-pickle", "unmodelled"},
+    "yaml": {"target", "resolver", "yaml-python-tag", "config-error"},
+    "json": {"target", "resolver", "config-error"}, "toml": {"target", "resolver"},
+}
+_READERS = {"pickle": "pickle.load, numpy.load(allow_pickle=True), torch.load",
+            "yaml": "yaml.safe_load -> a config for instantiate",
+            "json": "json.load -> a config for instantiate",
+            "toml": "tomllib.load -> a config for instantiate",
+            "tar": "tarfile.open", "zip": "zipfile / numpy.load / torch.load",
+            "npy": "numpy.load", "safetensors": "safetensors.safe_open"}
+
+
+def readings_table(path: str | os.PathLike, *, allow=ZOO_TARGETS, width: int = 48) -> Table:
+    """Each format the scanner read the file as (top level only), who reads it that way,
+    and what that reading found: one file, several readings for a polyglot."""
+    r = scan_file(path, allow=allow)
+    rows = []
+    for entry in r.formats:
+        member, _, fmt = entry.partition("=")
+        if member != "-" or fmt == "text":
+            continue
+        kinds = _READING_KINDS.get(fmt, set())
+        found = [f for f in r.findings if not f.member and f.kind in kinds]
+        text = "; ".join(_BYTE.sub("", f"{f.kind}: {f.detail}") for f in found) or "-"
+        rows.append({"reading": fmt, "who reads it this way": _READERS.get(fmt, "-"),
+                     "finding": text if len(text) <= width else text[: width - 3] + "..."})
+    return table(rows)

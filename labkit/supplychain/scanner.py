@@ -92,7 +92,10 @@ def _scan_pickle(ctx: Context, blob: Blob, member: str, depth: int, *,
     for pos, why in run.unmodelled:
         ctx.add(member, "unmodelled", f"{why}; the rest of the stream is not checked "
                 f"(byte {pos + offset})", offset=pos + offset)
-    if run.error is not None and run.protocol_header and run.pickles == 0:
+    # a byte string inside a pickle that merely starts like one is data unless the outer
+    # pickle unpickles it, which needs an import that is reported anyway
+    nested_bytes = last.startswith("bytes@")
+    if run.error is not None and run.protocol_header and run.pickles == 0 and not nested_bytes:
         ctx.add(member, "malformed-pickle", f"{run.error} (byte {run.error_at + offset})",
                 offset=run.error_at + offset)
     for inner in run.nested:
