@@ -48,12 +48,15 @@ def find_tools(venv: str | Path | None = None) -> dict[str, str]:
     return out
 
 
-def _verdict(name: str, exe: str, path: Path, timeout: float) -> str:
+def _verdict(name: str, exe: str, path: Path, timeout: float, cwd: Path) -> str:
     cmd = [exe] + THIRD_PARTY[name][1:] + [str(path)]
     try:
-        rc = subprocess.run(cmd, capture_output=True, timeout=timeout).returncode
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         return "error"
+    rc = proc.returncode
+    if b"Traceback (most recent call last)" in proc.stderr:
+        return "error"  # the tool crashed (a missing dependency, a parser bug)
     if rc == 0:
         return "clean"
     if rc == 1:
@@ -63,14 +66,19 @@ def _verdict(name: str, exe: str, path: Path, timeout: float) -> str:
 
 def compare(artifacts: Sequence[Artifact], tools: dict[str, str], *,
             timeout: float = 120) -> list[dict]:
-    """One row per artifact: name, truth, and each scanner's verdict."""
+    """One row per artifact: name, truth, and each scanner's verdict (the tools run in a
+    scratch folder: fickling writes a results file into its working directory)."""
     rows = []
-    for a in artifacts:
-        row = {"artifact": a.name, "malicious": a.malicious,
-               "labkit": scan_file(a.path, allow=ZOO_TARGETS).verdict}
-        for name, exe in tools.items():
-            row[name] = _verdict(name, exe, a.path, timeout)
-        rows.append(row)
+    scratch = make_workdir("labkit-compare-cwd-")
+    try:
+        for a in artifacts:
+            row = {"artifact": a.name, "malicious": a.malicious,
+                   "labkit": scan_file(a.path, allow=ZOO_TARGETS).verdict}
+            for name, exe in tools.items():
+                row[name] = _verdict(name, exe, a.path, timeout, scratch)
+            rows.append(row)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 
