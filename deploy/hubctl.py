@@ -65,10 +65,19 @@ def _lab_requirements() -> list[str]:
 
 
 def pip_source(wheelhouse) -> list[str]:
-    """``--no-index --find-links WHEELHOUSE`` when a wheelhouse with wheels is there, else nothing."""
-    if wheelhouse and Path(wheelhouse).is_dir() and any(Path(wheelhouse).glob("*.whl")):
-        return ["--no-index", "--find-links", str(Path(wheelhouse).resolve())]
-    return []
+    """Where pip looks: ``--no-index --find-links WHEELHOUSE`` for a wheelhouse made for the
+    current requirements; only ``--find-links`` (network for the rest) for an older one; else
+    nothing (the configured indexes)."""
+    wh = Path(wheelhouse) if wheelhouse else None
+    if wh is None or not wh.is_dir() or not any(wh.glob("*.whl")):
+        return []
+    fresh = all((wh / name).exists() and (wh / name).read_bytes() == _committed(rel)
+                for name, rel in (("requirements.txt", "requirements.txt"),
+                                  ("requirements-hub.txt", "deploy/requirements-hub.txt")))
+    if not fresh:
+        log(f"{wh} was made for other requirements: using it, plus the network for the rest "
+            "(run make wheelhouse to refresh it)")
+    return (["--no-index"] if fresh else []) + ["--find-links", str(wh.resolve())]
 
 
 def _committed(name: str) -> bytes:

@@ -9,7 +9,10 @@ setuptools and wheel, the hub's deploy/requirements-hub.txt, and an npm cache ho
 configurable-http-proxy and its dependencies (``FOLDER/npm-cache``).
 
 With the folder present, ``make lab``/``make install`` and ``make hub`` install with
-``pip --no-index --find-links FOLDER`` and ``npm install --offline``: no network needed.
+``pip --no-index --find-links FOLDER`` and ``npm install --offline``: no network needed. The
+folder keeps a copy of the requirements it was made for; once ``requirements.txt`` changes,
+installs still look in it first but may use the network for what it lacks (without network
+they fail, naming the missing package): run ``make wheelhouse`` again.
 Wheels are for this Python (3.11) and platform; build the wheelhouse on the same kind of
 machine as the learners' laptops or the hub.
 """
@@ -48,6 +51,9 @@ def main(argv=None) -> int:
                             "--cache", dest / "npm-cache", PROXY], check=True, stdout=subprocess.DEVNULL)
         else:
             print("npm not found: the proxy is not in the wheelhouse", file=sys.stderr)
+    # what this wheelhouse was made for: installs use --no-index only while these still match
+    shutil.copy2(REPO / "requirements.txt", dest / "requirements.txt")
+    shutil.copy2(REPO / "deploy" / "requirements-hub.txt", dest / "requirements-hub.txt")
     wheels = list(dest.glob("*.whl")) + list(dest.glob("*.tar.gz"))
     print(f"wheelhouse {dest}: {len(wheels)} packages, {folder_mb(dest):.0f} MB, "
           f"{time.monotonic() - t0:.0f} s")

@@ -1,4 +1,5 @@
-"""The workshop hub, for real: JupyterHub with two learners and an instructor, on 127.0.0.1.
+"""The workshop hub, for real: JupyterHub with two learners and an instructor, on 127.0.0.1;
+and the sizing arithmetic that turns the load test's numbers into a server (always runs).
 
 Learner A cannot read B's home folder, reach B's server or kernels (token or cookie), and is not
 a hub admin; the instructor is. Servers run as the learner's own OS user, with TMPDIR inside
@@ -39,7 +40,7 @@ def _why_skip():
     return None
 
 
-pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=str(_why_skip()))
+needs_hub = pytest.mark.skipif(_why_skip() is not None, reason=str(_why_skip()))
 
 
 def arun(fn, settings):
@@ -84,6 +85,7 @@ def hub():
         shutil.rmtree(state, ignore_errors=True)
 
 
+@needs_hub
 def test_homes_are_private_and_hold_the_learners_own_notebooks(hub):
     nb_b = Path(f"/home/{B}/poisoning-lab/00_welcome.ipynb")
     assert as_user(B, "head", "-c", "1", str(nb_b)).returncode == 0     # delivered on first spawn
@@ -96,6 +98,7 @@ def test_homes_are_private_and_hold_the_learners_own_notebooks(hub):
     assert not Path(f"/home/{B}/planted").exists()
 
 
+@needs_hub
 def test_a_token_reaches_its_own_server_only(hub):
     tok = hub["tokens"][A]
 
@@ -110,6 +113,7 @@ def test_a_token_reaches_its_own_server_only(hub):
     assert other == 403 and kernels == 403 and files == 403
 
 
+@needs_hub
 def test_a_login_cookie_reaches_its_own_server_only(hub):
     async def go(h):
         cookies = await h.login(A, hub["passwords"][A])
@@ -123,6 +127,7 @@ def test_a_login_cookie_reaches_its_own_server_only(hub):
     assert other_lab[0] == 403 and other_api[0] == 403, (other_lab, other_api)
 
 
+@needs_hub
 def test_only_the_instructor_is_a_hub_admin(hub):
     async def go(h):
         learner = await h.request("GET", "/hub/api/users", token=hub["tokens"][A])
@@ -138,6 +143,7 @@ def test_only_the_instructor_is_a_hub_admin(hub):
     assert flags == {A: False, B: False, ADMIN: True}
 
 
+@needs_hub
 def test_workshop_login_rules(hub):
     from hubclient import HubError
 
@@ -157,6 +163,7 @@ def test_workshop_login_rules(hub):
     assert arun(go, hub) == [True, False, False, False, True]
 
 
+@needs_hub
 def test_kernel_runs_as_the_learner_with_a_private_temp_folder(hub):
     import cgroups
 
@@ -187,3 +194,43 @@ def test_kernel_runs_as_the_learner_with_a_private_temp_folder(hub):
     folder = cgroups.dirs(A, own=hub["cgroup_parent"])["memory"]
     limit_file = folder / ("memory.limit_in_bytes" if cgroups.mode() == "v1" else "memory.max")
     assert int(limit_file.read_text()) == 2 * 2**30
+
+
+# ---- sizing (deploy/sizing.py): no hub needed ------------------------------------------------
+
+def _results(tmp_path, rows, summary):
+    path = tmp_path / "load.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows + [dict(summary, summary=True)]) + "\n")
+    return path
+
+
+def test_sizing_follows_the_tljh_rule_on_hand_worked_numbers(tmp_path):
+    import sizing
+
+    row = {"learner": "learner01", "notebook": "00_welcome.ipynb", "wall_s": 20.0, "cpu_s": 10.0,
+           "peak_kernel_rss_mb": 800, "peak_learner_mb": 1000, "failures": []}
+    failed = dict(row, learner="learner02", peak_learner_mb=9999, failures=["boom"])   # ignored
+    path = _results(tmp_path, [row, failed], {"learners": 2, "cores": 2})
+    bench = {"notebooks": [{"notebook": "00_welcome.ipynb", "seconds": 10.0, "peak_rss_mb": 800},
+                           {"notebook": "05_defence_in_depth.ipynb", "seconds": 30.0, "peak_rss_mb": 1200}]}
+    rows, summary = sizing.load(path)
+    u = sizing.per_learner(rows, bench)
+    # memory: 1000 MB measured + (1200 - 800) MB for the heaviest lesson; CPU: 10 s / 10 s alone
+    assert u["mem_mb"] == 1400 and u["cpu_cores"] == 1.0
+    # 20 learners, 60% -> 12 at once: (12 x 1400 + 128) x 1.3 = 22006 MB -> 22 GB; 12 x 1.0 x 1.2 -> 15 cores
+    assert sizing.plan(20, u, 0.6) == {"concurrent": 12, "ram_gb": 22, "cores": 15}
+    # all 20 at once: (20 x 1400 + 128) x 1.3 = 36566 MB -> 36 GB; 24 cores
+    assert sizing.plan(20, u, 1.0) == {"concurrent": 20, "ram_gb": 36, "cores": 24}
+    z = sizing.z2jh(u, str(path))
+    assert (z["mem_guarantee"], z["mem_limit"], z["cpu_guarantee"], z["cpu_limit"]) == ("1408M", "2304M", 0.5, 1.0)
+    text = sizing.render_z2jh(u, str(path))
+    assert "guarantee: 1408M" in text and "limit: 2304M" in text and "learner30" in text
+    assert "| 20 | 12 | 22 GB | 15 | 36 GB | 24 |" in sizing.table(u, summary)
+
+
+def test_sizing_refuses_a_run_with_no_successful_learner(tmp_path):
+    import sizing
+
+    path = _results(tmp_path, [{"learner": "learner01", "failures": ["timeout"]}], {"learners": 1, "cores": 2})
+    with pytest.raises(SystemExit):
+        sizing.load(path)

@@ -26,3 +26,18 @@ def test_answer_key_holds_every_exercise_and_its_solution(capsys):
         lk.checks.solution(name)
         printed = capsys.readouterr().out.strip().split(" solution: ", 1)[1]
         assert f"### `{name}`" in text and printed in text
+
+
+def test_agenda_is_the_generators_output_and_fits_the_day():
+    agenda = _load("make_agenda")
+    timings = agenda.load_timings()
+    assert (ROOT / "agenda.md").read_text() == agenda.render(timings), \
+        "instructor/agenda.md is stale: run python instructor/make_agenda.py"
+    for kind in ("half", "full"):
+        rows, total = agenda.plan(kind, timings)
+        assert total == agenda.TARGET[kind]
+        # every slot covers at least the notebook's measured run time
+        for _, session, run, slot in rows:
+            if run.endswith(" s"):
+                assert slot * 60 >= float(run[:-2])
+    assert set(timings) == set(agenda.LESSONS)   # every lesson measured, none invented
