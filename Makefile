@@ -42,9 +42,10 @@ ui-test: $(STAMP)
 	$(PY) tests/ui_check.py 01_label_flipping.ipynb
 
 # ---- workshops: offline wheelhouse and the multi-user hub (deploy/README.md) ----------------
-# With wheelhouse/ present (make wheelhouse), installs use it and no network: pip --no-index.
+# With wheelhouse/ present (make wheelhouse), installs use it and no network (pip --no-index)
+# while it was made for this requirements.txt; an older one is used first, the network for the rest.
 WHEELHOUSE ?= wheelhouse
-PIP_SRC = $(if $(wildcard $(WHEELHOUSE)/*.whl),--no-index --find-links $(WHEELHOUSE))
+PIP_SRC = $(if $(wildcard $(WHEELHOUSE)/*.whl),$(if $(shell cmp -s requirements.txt $(WHEELHOUSE)/requirements.txt && echo same),--no-index) --find-links $(WHEELHOUSE))
 LEARNERS ?= 30
 N ?= 8
 NB ?= notebooks/00_welcome.ipynb
