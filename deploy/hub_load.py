@@ -12,7 +12,9 @@ Prints one JSON line per learner::
 
   {"learner", "ready_s" (POST server -> /user/NAME/api/status answers), "notebook",
    "cells", "wall_s", "cpu_s" (kernel + its children: user + system), "peak_kernel_rss_mb",
-   "peak_learner_mb" (the learner's cgroup: server + kernel + children), "failures": [...]}
+   "peak_learner_mb" (the learner's cgroup: server + kernel + children; shared library pages
+   count only for the group that loaded them first), "peak_server_rss_mb" (the single-user
+   server's VmHWM), "failures": [...]}
 
 and one summary line (``"summary": true``) with the machine's memory (baseline before the
 run, peak during it, MemTotal), its CPU saturation (busy fraction over the notebook phase,
@@ -97,6 +99,20 @@ def code_cells(notebook: Path) -> list[str]:
     return cells
 
 
+def server_peak_rss_mb(name: str, own):
+    """Peak resident memory (VmHWM) of ``name``'s single-user server process, or None."""
+    for pid in cgroups.pids(name, own=own):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"jupyterhub-singleuser" in cmd:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return None
+
+
 async def one_learner(hub: Hub, settings: dict, name: str, password, notebook: Path,
                       cells: list[str], cell_timeout: float, own) -> dict:
     row = {"learner": name, "ready_s": None, "notebook": notebook.name, "cells": len(cells),
@@ -127,6 +143,7 @@ async def one_learner(hub: Hub, settings: dict, name: str, password, notebook: P
         finally:
             peak = cgroups.peak_bytes(name, own=own)
             row["peak_learner_mb"] = round(peak / 2**20) if peak else None
+            row["peak_server_rss_mb"] = server_peak_rss_mb(name, own)
             await kernel.shutdown()
     except Exception as exc:  # a failure of one learner is reported, not raised: the others go on
         row["failures"].append(f"{type(exc).__name__}: {exc}")

@@ -208,19 +208,22 @@ def test_sizing_follows_the_tljh_rule_on_hand_worked_numbers(tmp_path):
     import sizing
 
     row = {"learner": "learner01", "notebook": "00_welcome.ipynb", "wall_s": 20.0, "cpu_s": 10.0,
-           "peak_kernel_rss_mb": 800, "peak_learner_mb": 1000, "failures": []}
+           "peak_kernel_rss_mb": 800, "peak_learner_mb": 1000, "peak_server_rss_mb": 150, "failures": []}
     failed = dict(row, learner="learner02", peak_learner_mb=9999, failures=["boom"])   # ignored
-    path = _results(tmp_path, [row, failed], {"learners": 2, "cores": 2})
+    path = _results(tmp_path, [row, failed], {"learners": 2, "cores": 2, "mem_peak_delta_mb": 1800})
     bench = {"notebooks": [{"notebook": "00_welcome.ipynb", "seconds": 10.0, "peak_rss_mb": 800},
                            {"notebook": "05_defence_in_depth.ipynb", "seconds": 30.0, "peak_rss_mb": 1200}]}
     rows, summary = sizing.load(path)
-    u = sizing.per_learner(rows, bench)
-    # memory: 1000 MB measured + (1200 - 800) MB for the heaviest lesson; CPU: 10 s / 10 s alone
+    u = sizing.per_learner(rows, summary, bench)
+    # memory: max(cgroup 1000, machine 1800 / 2 = 900) + (1200 - 800) MB for the heaviest lesson
     assert u["mem_mb"] == 1400 and u["cpu_cores"] == 1.0
+    summary_more = dict(summary, mem_peak_delta_mb=2400)       # now the machine's view is larger
+    assert sizing.per_learner(rows, summary_more, bench)["mem_mb"] == 1200 + 400
     # 20 learners, 60% -> 12 at once: (12 x 1400 + 128) x 1.3 = 22006 MB -> 22 GB; 12 x 1.0 x 1.2 -> 15 cores
     assert sizing.plan(20, u, 0.6) == {"concurrent": 12, "ram_gb": 22, "cores": 15}
     # all 20 at once: (20 x 1400 + 128) x 1.3 = 36566 MB -> 36 GB; 24 cores
     assert sizing.plan(20, u, 1.0) == {"concurrent": 20, "ram_gb": 36, "cores": 24}
+    # a pod: heaviest kernel RSS 1200 + server 150 = 1350 -> 1408M (64 MB steps); x 1.5 -> 2304M (256 MB steps)
     z = sizing.z2jh(u, str(path))
     assert (z["mem_guarantee"], z["mem_limit"], z["cpu_guarantee"], z["cpu_limit"]) == ("1408M", "2304M", 0.5, 1.0)
     text = sizing.render_z2jh(u, str(path))
