@@ -33,7 +33,7 @@ _NAMES = {"label_flip": "label flipping", "backdoor": "backdoor", "clean_label":
           "rate": "poison rate", "n_poisons": "poisons", "eps": "eps", "target_class": "target class",
           "expected_rate": "expected rate", "removal_factor": "removal factor",
           "min_silhouette": "min silhouette", "max_size": "max size", "frr": "target FRR",
-          "none": "no attack", "little_is_enough": "a little is enough"}
+          "none": "no attack", "little_is_enough": "a little is enough", "alpha": "opacity"}
 
 
 def human(name) -> str:
@@ -407,8 +407,8 @@ def clustering_summary(det, *, ax=None):
     ax.set_xlabel("class (number on bar: relative size of the smaller cluster)")
     ax.set_ylabel("silhouette of the split")
     ax.set_ylim(0, 1)
-    ax.set_title(f"suspect (red): silhouette >= {det.params['min_silhouette']} and "
-                 f"smaller cluster <= {det.params['max_size']}", fontsize=9)
+    ax.set_title(f"suspect (red): silhouette >= {det.params['min_silhouette']:.3g} and "
+                 f"smaller cluster <= {det.params['max_size']:.3g}", fontsize=9)
     _legend(ax, outside=True)
     fig.tight_layout()
     return fig

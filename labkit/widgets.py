@@ -227,8 +227,8 @@ def _defence_figure(result, defence: str, settings: dict):
 
     from .viz import _detection_of, clustering_summary, describe, human, run_summary
 
-    note = f"{human(defence)} settings: {describe(settings)}"
-    found = _detection_of(result)
+    found = _detection_of(result)          # a detector's own settings are in the title already
+    note = "" if found is not None else f"{human(defence)} settings: {describe(settings)}"
     if defence != "activation_clustering" or found is None:
         return run_summary(result, note=note)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1.1, 1]})
