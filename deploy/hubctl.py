@@ -321,6 +321,8 @@ def stop(*, root: Path = DEFAULT_ROOT, state: Path | None = None, grace: float =
 def reset_password(name: str, *, state: Path) -> bool:
     from passwords import load_passwords, save_passwords
 
+    if not (state / "passwords.json").exists():
+        return False
     table = load_passwords(state / "passwords.json")
     found = table.pop(name, None) is not None
     save_passwords(state / "passwords.json", table)
@@ -392,6 +394,8 @@ def main(argv=None) -> int:
                                if reset_password(name, state=state) else "had no password yet"))
     elif args.cmd == "remove-users":
         remove_users(args.names)
+        for name in args.names:            # a new account of that name starts unclaimed
+            reset_password(name, state=state)
     return 0
 
 
