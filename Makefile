@@ -4,10 +4,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# one BLAS thread per pytest worker: two workers share the 2 cores of a small machine
-TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
+# No thread variables: labkit picks its own thread count (labkit/compute.py, LABKIT_THREADS),
+# so tests, notebooks and a learner's kernel compute the same way.
+TEST_ENV := MPLBACKEND=Agg
+# Extra JupyterLab flags, e.g. make lab LAB_ARGS="--no-browser --port 8899 --ip 127.0.0.1"
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install lab test test-fast notebooks bench clean ui-test
+.PHONY: install lab test test-fast test-variants notebooks bench clean ui-test
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,13 +22,18 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/
 
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests --nbval-lax notebooks
 
 test-fast: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests
+
+# The notebook checks under other processors' numeric code paths (MKL_CBWR, ATEN_CPU_CAPABILITY);
+# prints how far each check cell's numbers move. VARIANTS= picks some (see tests/numeric_variants.py).
+test-variants: $(STAMP)
+	$(TEST_ENV) $(PY) tests/numeric_variants.py $(VARIANTS)
 
 notebooks: $(STAMP)
 	$(TEST_ENV) $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb

@@ -3,7 +3,7 @@
 ``check_attack`` and ``check_detector`` raise ``AssertionError`` with a readable message on
 the first broken promise; the test suite runs them over every registered method.
 
-See Also: labkit.registry, tests/test_contracts.py
+See Also: labkit.registry, tests/test_registry.py
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ def _same(a: PoisonedDataset, b: PoisonedDataset) -> bool:
             and np.array_equal(a.poison_idx, b.poison_idx))
 
 
-def check_attack(fn, data: Dataset, **kw) -> PoisonedDataset:
+def check_attack(fn, data: Dataset, *, changes_rows: bool = True, **kw) -> PoisonedDataset:
     """Run ``fn(data, rng=0, **kw)`` twice and check the attack contract.
 
     - returns a :class:`PoisonedDataset` of the same shape whose ``clean`` is ``data``'s rows;
     - rows outside ``poison_idx`` are unchanged (pixels and labels), every row in it differs
-      from its clean version, unless the attack documents in-place clean-label rows (then
-      only pixels or only labels may differ: at least one must);
+      from its clean version (pixels, labels or both) unless ``changes_rows=False`` (an attack
+      that marks the rows it controls without changing them: malicious federated clients);
     - ``data`` is not mutated; the same seed gives the same poisons.
     """
     X0, y0 = data.X.copy(), data.y.copy()
@@ -39,7 +39,8 @@ def check_attack(fn, data: Dataset, **kw) -> PoisonedDataset:
     assert np.array_equal(out.X[outside], data.X[outside]), "pixels changed outside poison_idx"
     assert np.array_equal(out.y[outside], data.y[outside]), "labels changed outside poison_idx"
     changed = (out.X != data.X).reshape(len(data), -1).any(1) | (out.y != data.y)
-    assert changed[out.poison_idx].all(), "a row in poison_idx is identical to its clean version"
+    if changes_rows:
+        assert changed[out.poison_idx].all(), "a row in poison_idx is identical to its clean version"
     assert out.n_poison > 0, "the attack changed nothing"
     assert _same(out, fn(data, rng=0, **kw)), "same seed gave different poisons"
     return out

@@ -17,6 +17,7 @@ See Also: notebooks/00_welcome.ipynb, data/README.md
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 from .types import Dataset, as_rng
 
 __all__ = ["Split", "digits", "mnist_sample", "mnist", "fashion_mnist", "cifar10", "load",
-           "LOADERS", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
+           "LOADERS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
 
 #: The lab's own data folder (``data/`` next to ``labkit/``); downloads are cached here.
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -111,6 +112,22 @@ def mnist_sample(*, test_size: float = 0.25, seed: int = 0) -> Split:
     X, y = mnist_data()
     X = (np.asarray(X, np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return split(Dataset(X, np.asarray(y, np.int64), 10, "mnist_sample"), test_size=test_size, rng=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def mnist_as_digits() -> Dataset:
+    """The whole MNIST sample (train and test) shrunk to the digits format, (5000, 1, 8, 8).
+
+    Centre crop 28x28 -> 24x24, 3x3 average pooling -> 8x8, each image scaled to max 1:
+    *other* data than the digits, on which a public feature extractor is trained
+    (:func:`labkit.models.pretrained_extractor`). Cached (the arrays are read-only).
+    """
+    ms = mnist_sample(seed=0)
+    X = np.concatenate([ms.train.X, ms.test.X])[:, :, 2:26, 2:26]
+    y = np.concatenate([ms.train.y, ms.test.y])
+    X8 = X.reshape(-1, 1, 8, 3, 8, 3).mean((3, 5))
+    X8 = X8 / np.maximum(X8.max(axis=(1, 2, 3), keepdims=True), 1e-6)
+    return Dataset(X8.astype(np.float32), y, 10, "mnist_as_digits")
 
 
 def _torchvision(cls_name: str, name: str, root, download: bool, n_train: Optional[int],

@@ -7,6 +7,8 @@ See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Optional
 
 import numpy as np
@@ -15,7 +17,7 @@ from .models import predict
 from .types import Dataset, Detection, PoisonedDataset
 
 __all__ = ["clean_accuracy", "attack_success_rate", "detection_report", "auroc",
-           "per_class_recall", "confusion_matrix"]
+           "per_class_recall", "confusion_matrix", "label_consistency", "precision_recall"]
 
 
 def clean_accuracy(model, test: Dataset) -> float:
@@ -86,10 +88,46 @@ def detection_report(det: Detection, poisoned: PoisonedDataset) -> dict:
     if det.scores.size != len(poisoned):
         raise ValueError(f"detection covers {det.scores.size} rows, data has {len(poisoned)}")
     truth = poisoned.is_poison
-    tp = int((det.flagged & truth).sum())
-    n_flag, n_true = det.n_flagged, int(truth.sum())
-    precision = tp / n_flag if n_flag else 1.0
-    recall = tp / n_true if n_true else 1.0
+    return {**precision_recall(det.flagged, truth), "auroc": auroc(det.scores, truth),
+            "n_flagged": det.n_flagged, "n_poison": int(truth.sum())}
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_logreg(key: str, X: bytes, y: bytes, shape: tuple):
+    from sklearn.linear_model import LogisticRegression
+
+    Xa = np.frombuffer(X, np.float32).reshape(shape).astype(np.float64)
+    return LogisticRegression(max_iter=2000).fit(Xa, np.frombuffer(y, np.int64))
+
+
+def label_consistency(poisoned: PoisonedDataset) -> float:
+    """Fraction of the poisons that an independent classifier still gives their own label.
+
+    The classifier is scikit-learn's logistic regression on raw pixels, fitted on the
+    *clean* training set (``poisoned.clean``), which never contains the perturbed rows: the
+    "clean label" check of clean-label and gradient-matching poisons. Fitted once per
+    training set (the fit is deterministic).
+    """
+    if poisoned.n_poison == 0:
+        raise ValueError("no poisons to check")
+    clean = poisoned.clean
+    X = np.ascontiguousarray(clean.flat(), np.float32)
+    y = np.ascontiguousarray(clean.y, np.int64)
+    key = hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()
+    clf = _pixel_logreg(key, X.tobytes(), y.tobytes(), X.shape)
+    idx = poisoned.poison_idx
+    pred = clf.predict(poisoned.flat()[idx].astype(np.float64))
+    return float((pred == poisoned.y[idx]).mean())
+
+
+def precision_recall(flagged, truth) -> dict:
+    """``precision``, ``recall`` and ``f1`` of boolean ``flagged`` against boolean ``truth``.
+
+    Precision is 1.0 by convention when nothing is flagged, recall 1.0 when nothing is true.
+    """
+    flagged, truth = np.asarray(flagged, bool), np.asarray(truth, bool)
+    tp = int((flagged & truth).sum())
+    precision = tp / flagged.sum() if flagged.any() else 1.0
+    recall = tp / truth.sum() if truth.any() else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1,
-            "auroc": auroc(det.scores, truth), "n_flagged": n_flag, "n_poison": n_true}
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}

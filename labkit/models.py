@@ -7,11 +7,14 @@
   step: ``None`` is the ordinary mean; a training-time defence (e.g. clipping + noise)
   plugs in there.
 - :func:`predict_proba`, :func:`predict`, :func:`embed` work on numpy arrays.
+- Victims that do not train from scratch: :func:`transfer_victim` (a linear head on a frozen
+  :func:`pretrained_extractor`) and :func:`fine_tune` (a deployed model trained further).
 
 See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional, Union
 
@@ -19,10 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .types import Dataset, as_rng
+from .compute import limit_threads
+from .rng import as_rng, seed_for  # noqa: F401  (seed_for: part of the models API)
+from .types import Dataset
+
+limit_threads()  # one thread unless LABKIT_THREADS says otherwise (see labkit.compute)
 
 __all__ = ["Net", "mlp", "small_cnn", "MODELS", "train", "predict_proba", "predict", "embed",
-           "default_device"]
+           "default_device", "seed_for", "pretrained_extractor", "transfer_victim", "fine_tune"]
 
 
 class Net(nn.Module):
@@ -239,6 +246,52 @@ def embed(model: Net, X: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
     return np.concatenate(out)
 
 
-def seed_for(rng) -> int:
-    """Draw an int seed for :func:`train` from ``rng`` (a seed or Generator)."""
-    return int(as_rng(rng).integers(2**31 - 1))
+# ---- victims that do not train from scratch --------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def pretrained_extractor(*, hidden: int = 128, epochs: int = 15, seed: int = 0) -> nn.Module:
+    """A public feature extractor: an MLP trained on :func:`labkit.data.mnist_as_digits`
+    (other data than the victim's), frozen.
+
+    Returns the network's ``features`` (Flatten -> Linear(64, hidden) -> ReLU) with
+    ``requires_grad`` off, on the CPU. Cached per setting (training is deterministic): the
+    first call trains it in a few seconds.
+
+    See Also: notebooks/03_clean_label.ipynb
+    """
+    from .data import mnist_as_digits
+
+    net = train(mnist_as_digits(), model=functools.partial(mlp, hidden=hidden), epochs=epochs,
+                seed=seed, device="cpu")
+    feats = net.features.eval()
+    for p in feats.parameters():
+        p.requires_grad_(False)
+    return feats
+
+
+def transfer_victim(data: Dataset, extractor: nn.Module, *, epochs: int = 40, seed: int = 0,
+                    lr: float = 0.01, batch_size: int = 128, **train_kw) -> Net:
+    """Transfer learning: a new linear head on the frozen ``extractor``, trained on ``data``.
+
+    The head is initialised from ``seed`` (PyTorch's default scheme, a local generator);
+    ``train_kw`` go to :func:`train` (e.g. ``aggregate=``).
+    """
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    with torch.no_grad():
+        d = extractor(torch.zeros(1, *data.image_shape)).shape[1]
+        head = nn.Linear(d, data.n_classes)
+        bound = 1.0 / np.sqrt(d)
+        head.weight.uniform_(-bound, bound, generator=gen)
+        head.bias.uniform_(-bound, bound, generator=gen)
+    return train(data, model=Net(extractor, head), epochs=epochs, lr=lr, batch_size=batch_size,
+                 seed=seed, device="cpu", **train_kw)
+
+
+def fine_tune(deployed: nn.Module, data: Dataset, rows=None, *, epochs: int = 10, lr: float = 0.01,
+              seed: int = 0, **train_kw) -> nn.Module:
+    """Fine-tuning a deployed model: a copy of ``deployed`` trained on ``data.subset(rows)``
+    (all rows by default); ``deployed`` itself is left unchanged."""
+    import copy
+
+    part = data if rows is None else data.subset(rows)
+    return train(part, model=copy.deepcopy(deployed), epochs=epochs, lr=lr, seed=seed, **train_kw)

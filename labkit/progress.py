@@ -29,41 +29,15 @@ import re
 import sys
 from pathlib import Path
 
+from .completion import CODE_LENGTH, KEY_ENV, LEARNER_ENV, announce, completion_code
+
 __all__ = ["completion_code", "exercise_of", "verify", "announce", "scan_notebook", "report",
            "known_exercises", "add_parser", "KEY_ENV", "LEARNER_ENV", "CODE_LENGTH"]
 
-KEY_ENV = "LAB_WORKSHOP_KEY"
-LEARNER_ENV = "LAB_LEARNER"
-CODE_LENGTH = 10
 #: Exercises whose codes are not registered in :mod:`labkit.checks` (the capstone's own score).
 EXTRA_EXERCISES = ("capstone",)
 
 _CODE_RE = re.compile(r"completion code: ([^\s:]+):([A-Za-z2-7]{%d})\b" % CODE_LENGTH)
-
-
-def _key_bytes(key) -> bytes:
-    if isinstance(key, bytes):
-        raw = key
-    else:
-        raw = str(key).encode("utf-8")
-    if not raw:
-        raise ValueError("the workshop key must not be empty")
-    return raw
-
-
-def completion_code(learner: str, exercise: str, key) -> str:
-    """The 10-character base32 completion code of ``learner`` for ``exercise`` under ``key``.
-
-    >>> completion_code("learner01", "l1_certified_radius", "k") == completion_code("learner01", "l1_certified_radius", "k")
-    True
-    >>> len(completion_code("learner01", "l1_certified_radius", "k"))
-    10
-    """
-    if not learner or not exercise:
-        raise ValueError("learner and exercise must be non-empty")
-    msg = f"poisoning-lab/v1\x00{learner}\x00{exercise}".encode("utf-8")
-    digest = hmac.new(_key_bytes(key), msg, hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii")[:CODE_LENGTH]
 
 
 def _normalise(code: str) -> str:
@@ -73,6 +47,9 @@ def _normalise(code: str) -> str:
 def known_exercises() -> tuple:
     """Every exercise name a code can stand for: the registered exercises and the capstone."""
     from .checks import EXERCISES   # imported here: labkit.checks costs numpy
+    from .lessons import load_all
+
+    load_all()   # every lesson registers its exercises
 
     return tuple(sorted(EXERCISES)) + EXTRA_EXERCISES
 
@@ -108,19 +85,6 @@ def verify(codes, key, *, learner=None, exercises=None) -> list[dict]:
         name = exercise_of(code, who, key, exercises) if who else None
         out.append({"code": str(item).strip(), "learner": who, "exercise": name})
     return out
-
-
-def announce(exercise: str) -> None:
-    """Print ``exercise``'s completion code if a workshop key is configured; otherwise nothing.
-
-    The learner is ``$LAB_LEARNER`` or, if unset, the login name. Called by ``lk.checks.check``
-    when an answer passes and by ``lk.challenge.score`` for a passing capstone.
-    """
-    key = os.environ.get(KEY_ENV)
-    if not key:
-        return
-    learner = os.environ.get(LEARNER_ENV) or getpass.getuser()
-    print(f"[{exercise}] completion code: {learner}:{completion_code(learner, exercise, key)}")
 
 
 def scan_notebook(path) -> list[tuple]:

@@ -1,114 +1,196 @@
-"""The registries: every attack and defence the command line and the experiments know.
+"""Every attack and defence the command line and :func:`labkit.experiment.run` know: two tables.
 
-A new attack or defence is one new file, one line below and one test. Each entry names
-the public function and says how the generic experiment (:func:`labkit.experiment.run`)
-calls it.
+Adding an attack is one file in ``labkit/attacks/`` and one line in :data:`ATTACKS`; adding a
+defence is one file in ``labkit/defences/`` and one line in :data:`DEFENCES`. Settings and
+their defaults are read from the functions' signatures, never restated here.
 
-Defence kinds
--------------
+Attacks
+-------
+``AttackSpec(name, craft, scenario, summary, defences)``: ``craft(train, *, rng, **settings)
+-> PoisonedDataset`` is the attack's public verb. The scenario (:mod:`labkit.scenarios`)
+decides how the victim learns and what else the attacker is given: keyword arguments of
+``craft`` named ``test``, ``target_idx``, ``target_class``, ``extractor``, ``guard``,
+``surrogates`` or ``guards`` come from the scenario. ``defences`` are the defences that
+apply; every other pair is refused before any work starts.
+
+Defences: one signature per kind
+--------------------------------
 ``detector``
-    ``apply(view, model, rng, **params) -> Detection``: sees only what a defender has, the
-    training set as a plain :class:`~labkit.types.Dataset` and the model trained on it.
+    ``fn(inputs, labels, **settings) -> Detection``, over arrays, where ``inputs`` is what
+    ``needs`` names: ``"pixels"`` (the training images, flattened), ``"features"`` (the
+    victim's penultimate activations) or ``"gradients"`` (per-sample gradients of the
+    victim's head). ``n_classes`` and ``rng`` are passed where the signature takes them.
     The experiment then drops the flagged rows (``repair="drop"``) or relabels them with
     ``Detection.labels`` (``repair="relabel"``) and retrains.
 ``training``
-    ``apply(**params) -> dict`` of extra keyword arguments for :func:`labkit.models.train`
-    (e.g. ``aggregate=``): the defence changes how the model learns. The aggregation
-    rules (``mean``, ``median``, ``trimmed_mean``, ``krum``, ``norm_clip``) and ``dp_sgd``
-    are training defences returning ``{"aggregate": ...}``: one slot, "how to combine
-    gradients", used for per-sample gradients by ``models.train`` and for client updates
-    by the ``federated`` attack's runner.
+    ``fn(**settings) -> dict`` of extra keyword arguments for the victim's training
+    (e.g. ``augment=True``).
+``aggregation``
+    ``fn(U, **settings) -> (d,)``, a rule that combines stacked per-sample gradients or
+    client updates ``U`` (n, d) (:func:`labkit.defences.aggregation.aggregator` wraps it).
 ``model``
-    ``apply(view, seed, **params) -> predictor`` replaces training altogether (DPA);
-    ``report(predictor, test) -> dict`` adds method-specific numbers to ``RunResult.extra``.
+    ``fn(data, **settings) -> predictor`` replaces training (DPA); ``report(predictor, test)``
+    adds its own numbers.
 ``inference``
-    ``apply(view, model, rng, **params) -> predictor`` guards the trained model at test time
-    (STRIP): its ``predict`` answers -1 for inputs it rejects, so a rejected clean input
-    counts as an error and a rejected triggered input as not attacked.
-    ``report(predictor, test, poisoned) -> dict`` adds its numbers (e.g. false rejection /
-    acceptance rates, AUROC) to ``RunResult.extra``; ``detection`` stays ``None``.
+    ``fn(data, model, *, rng, **settings) -> predictor`` guards the trained model at test
+    time (STRIP): it answers -1 for inputs it rejects; ``report(predictor, test, poisoned)``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .attacks.backdoor import add_backdoor
-from .attacks.federated import federated_train, run_federated
-from .attacks.gradient import match_gradients, run_gradient_matching
+from .attacks.clean_label import bullseye_polytope
+from .attacks.feature_collision import collide_features
+from .attacks.gradient_matching import match_gradients
 from .attacks.label_flip import flip_labels
-from .attacks.clean_label import bullseye_polytope, run_clean_label
+from .defences import aggregation
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
-from .defences.aggregation import aggregator
-from .defences.dp_sgd import dp_sgd
-from .defences.dpa import certified_accuracy, dpa
 from .defences.deep_knn import deep_knn
+from .defences.dp_sgd import clip_and_noise
+from .defences.dpa import certified_accuracy, dpa
 from .defences.feature_outliers import feature_outliers
-from .defences.gradient_audit import gradient_audit
+from .defences.gradient_audit import audit_gradients
 from .defences.knn_sanitisation import knn_sanitisation
+from .defences.robust_training import adversarial_training, augmentation
 from .defences.spectral_signature import spectral_signature
 from .defences.strip import strip, strip_report
+from .federated import malicious_clients
+from .scenarios import SCENARIOS
 
-__all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "register_attack",
-           "register_defence", "get_attack", "get_defence"]
+__all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "get_attack", "get_defence",
+           "resolve", "settings_of", "describe", "SCENARIO_PROVIDES", "TARGET_PROVIDES"]
+
+#: Keyword arguments of a ``craft`` function that the scenario fills in, not the user
+#: (targeted scenarios also fill in ``TARGET_PROVIDES``).
+SCENARIO_PROVIDES = ("test", "extractor", "guard", "surrogates", "guards", "rng", "progress", "history")
+TARGET_PROVIDES = ("target_idx", "target_class")
+DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference")
+NEEDS = ("pixels", "features", "gradients", None)
+
+
+def settings_of(fn: Callable, skip=()) -> dict:
+    """The keyword settings of ``fn`` and their defaults (``inspect.Parameter.empty`` when
+    required), read from its signature; parameters in ``skip`` are left out."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind is p.KEYWORD_ONLY and name not in skip:
+            out[name] = p.default
+    return out
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One registered attack.
-
-    ``fn(train, rate=, rng=, **params) -> PoisonedDataset`` is the public verb. ``runner``,
-    when set, replaces the generic experiment for attacks that are not a single poisoned
-    training set (e.g. federated clients); it has :func:`labkit.experiment.run`'s signature
-    after the attack name.
-    """
+    """One registered attack; see the module docstring."""
 
     name: str
-    fn: Callable
-    family: str
+    craft: Callable
+    scenario: str
     summary: str
     defences: tuple = ()
-    default_rate: float = 0.1
-    defaults: dict = field(default_factory=dict)
-    runner: Optional[Callable] = None
+
+    def __post_init__(self):
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"{self.name}: unknown scenario {self.scenario!r}")
+
+    @property
+    def family(self) -> str:
+        return self.craft.__module__.rsplit(".", 1)[-1]
+
+    @property
+    def settings(self) -> dict:
+        """The attack's own settings (``rate`` included where it has one) and defaults."""
+        skip = SCENARIO_PROVIDES + (TARGET_PROVIDES if SCENARIOS[self.scenario].targeted else ())
+        return settings_of(self.craft, skip=skip)
+
+    @property
+    def scenario_settings(self) -> dict:
+        """Settings of the attack's scenario (e.g. ``n_targets``) and their defaults."""
+        cls = SCENARIOS[self.scenario]
+        return settings_of(cls.__init__) if "__init__" in vars(cls) else {}
 
 
 @dataclass(frozen=True)
 class DefenceSpec:
-    """One registered defence; see the module docstring for ``kind`` and ``apply``."""
+    """One registered defence; see the module docstring for ``kind`` and ``needs``."""
 
     name: str
     kind: str
-    apply: Callable
+    fn: Callable
     summary: str
+    needs: Optional[str] = None
     repair: str = "drop"
     report: Optional[Callable] = None
 
     def __post_init__(self):
-        if self.kind not in ("detector", "training", "model", "inference"):
-            raise ValueError(f"unknown defence kind {self.kind!r}")
+        if self.kind not in DEFENCE_KINDS:
+            raise ValueError(f"{self.name}: unknown defence kind {self.kind!r}")
+        if (self.kind == "detector") != (self.needs is not None) or self.needs not in NEEDS:
+            raise ValueError(f"{self.name}: detectors (only) name what they need: {NEEDS[:-1]}")
         if self.repair not in ("drop", "relabel"):
-            raise ValueError(f"unknown repair {self.repair!r}")
+            raise ValueError(f"{self.name}: unknown repair {self.repair!r}")
+
+    @property
+    def settings(self) -> dict:
+        skip = ("n_classes", "rng", "gen")
+        return settings_of(self.fn, skip=skip)
 
 
-ATTACKS: dict[str, AttackSpec] = {}
-DEFENCES: dict[str, DefenceSpec] = {}
+_A, _D = AttackSpec, DefenceSpec
 
+#: name -> AttackSpec. Lessons 1-4.
+ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
+    _A("label_flip", flip_labels, "scratch", "relabel a fraction of rows (random, targeted class pair, optimised)",
+       ("knn_sanitisation", "confident_learning", "dpa")),
+    _A("backdoor", add_backdoor, "scratch", "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
+       ("spectral_signature", "activation_clustering", "strip", "augmentation", "adversarial_training")),
+    _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
+       ("deep_knn", "feature_outliers", "augmentation")),
+    _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
+       ("deep_knn", "feature_outliers", "augmentation")),
+    _A("gradient_matching", match_gradients, "finetune", "Witches' Brew: poisons whose gradient matches the target's",
+       ("dp_sgd", "gradient_audit")),
+    _A("federated", malicious_clients, "federated", "malicious clients send crafted updates (sign flipping, scaling, ALIE)",
+       ("median", "trimmed_mean", "krum", "norm_clip")),
+)}
 
-def register_attack(spec: AttackSpec) -> AttackSpec:
-    ATTACKS[spec.name] = spec
-    return spec
-
-
-def register_defence(spec: DefenceSpec) -> DefenceSpec:
-    DEFENCES[spec.name] = spec
-    return spec
+#: name -> DefenceSpec. Lessons 1-5.
+DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
+    _D("knn_sanitisation", "detector", knn_sanitisation, "relabel rows whose k nearest neighbours agree on another label",
+       needs="pixels", repair="relabel"),
+    _D("confident_learning", "detector", confident_learning, "drop rows whose cross-validated probability says another class",
+       needs="pixels"),
+    _D("dpa", "model", dpa, "k models on hash partitions, majority vote, certified radius",
+       report=certified_accuracy),
+    _D("spectral_signature", "detector", spectral_signature,
+       "drop 1.5x the expected poisons along the top singular vector of the suspect class", needs="features"),
+    _D("activation_clustering", "detector", activation_clustering,
+       "2-means per class on activations; drop small, well separated clusters", needs="features"),
+    _D("strip", "inference", strip, "reject test inputs whose prediction survives superimposition (low entropy)",
+       report=strip_report),
+    _D("deep_knn", "detector", deep_knn, "drop rows whose label disagrees with most of their k neighbours in feature space",
+       needs="features"),
+    _D("feature_outliers", "detector", feature_outliers, "drop, per class, the rows farthest from the class centre",
+       needs="features"),
+    _D("gradient_audit", "detector", audit_gradients, "drop rows whose per-sample gradient is anomalous within their class",
+       needs="gradients"),
+    _D("dp_sgd", "aggregation", clip_and_noise, "clip every per-sample gradient and add Gaussian noise (DP-SGD)"),
+    _D("mean", "aggregation", aggregation.mean, "plain averaging of gradients / client updates (no defence)"),
+    _D("median", "aggregation", aggregation.median, "coordinate-wise median of gradients / client updates"),
+    _D("trimmed_mean", "aggregation", aggregation.trimmed_mean, "coordinate-wise mean without the extremes"),
+    _D("krum", "aggregation", aggregation.krum, "(multi-)Krum: the update(s) closest to their neighbours"),
+    _D("norm_clip", "aggregation", aggregation.norm_clip, "clip every gradient / update to a norm bound, then average"),
+    _D("augmentation", "training", augmentation, "robust training: random one-pixel shifts and pixel noise"),
+    _D("adversarial_training", "training", adversarial_training, "robust training on FGSM versions of every mini-batch"),
+)}
 
 
 def _lookup(table: dict, kind: str, name: str):
     if name not in table:
-        raise KeyError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
+        raise KeyError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(table)}")
     return table[name]
 
 
@@ -120,101 +202,28 @@ def get_defence(name: str) -> DefenceSpec:
     return _lookup(DEFENCES, "defence", name)
 
 
-# ---- lesson 1: label flipping -------------------------------------------------------------
-register_attack(AttackSpec(
-    "label_flip", flip_labels, "label flipping",
-    "relabel a fraction of rows (random, targeted class pair, optimised)",
-    defences=("knn_sanitisation", "confident_learning", "dpa"), default_rate=0.3))
-register_defence(DefenceSpec(
-    "knn_sanitisation", "detector",
-    lambda view, model, rng, **kw: knn_sanitisation(view.flat(), view.y, n_classes=view.n_classes, **kw),
-    "relabel rows whose k nearest neighbours agree on another label", repair="relabel"))
-register_defence(DefenceSpec(
-    "confident_learning", "detector",
-    lambda view, model, rng, **kw: confident_learning(view.flat(), view.y, n_classes=view.n_classes, rng=rng, **kw),
-    "drop rows whose cross-validated probability says another class"))
-register_defence(DefenceSpec(
-    "dpa", "model", lambda view, seed, **kw: dpa(view, **kw),
-    "k models on hash partitions, majority vote, certified radius",
-    report=lambda ens, test: {"certified_accuracy": certified_accuracy(ens, test)}))
+def resolve(attack: str, defence: Optional[str] = None) -> tuple:
+    """``(AttackSpec, DefenceSpec or None)``; ``ValueError`` with a one-line reason when the
+    defence does not apply to the attack (before any work starts)."""
+    spec = get_attack(attack)
+    dspec = get_defence(defence) if defence is not None else None
+    if dspec is not None and defence not in spec.defences:
+        raise ValueError(f"{defence} ({dspec.kind}) does not apply to {attack} ({spec.scenario} victim); "
+                         f"defences that apply: {', '.join(spec.defences)}")
+    return spec, dspec
 
 
-# ---- lesson 2: backdoors ------------------------------------------------------------------
-def _embed(view, model):
-    from .models import embed
-
-    return embed(model, view.X)
+def _plain(v):
+    return None if v is inspect.Parameter.empty else v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
 
 
-register_attack(AttackSpec(
-    "backdoor", add_backdoor, "backdoor",
-    "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
-    defences=("spectral_signature", "activation_clustering", "strip"), default_rate=0.05,
-    defaults={"trigger": "patch", "target_class": 0}))
-register_defence(DefenceSpec(
-    "spectral_signature", "detector",
-    lambda view, model, rng, **kw: spectral_signature(_embed(view, model), view.y, **kw),
-    "drop 1.5x the expected poisons along the top singular vector of the suspect class"))
-register_defence(DefenceSpec(
-    "activation_clustering", "detector",
-    lambda view, model, rng, **kw: activation_clustering(_embed(view, model), view.y, rng=rng, **kw),
-    "2-means per class on activations; drop small, well separated clusters"))
-register_defence(DefenceSpec(
-    "strip", "inference",
-    lambda view, model, rng, **kw: strip(view, model, rng=rng, **kw),
-    "reject test inputs whose prediction survives superimposition (low entropy)",
-    report=strip_report))
-
-
-# ---- lesson 4: gradient manipulation ------------------------------------------------------
-register_attack(AttackSpec(
-    "gradient_matching", match_gradients, "gradient matching",
-    "Witches' Brew: correctly labelled poisons whose gradient matches the target's (runner)",
-    defences=("dp_sgd", "gradient_audit"), default_rate=0.05,
-    defaults={"eps": 0.15, "n_targets": 10, "victim": "finetune"}, runner=run_gradient_matching))
-register_attack(AttackSpec(
-    "federated", federated_train, "malicious clients",
-    "federated averaging with Byzantine clients (sign flipping, scaling, a little is enough)",
-    defences=("median", "trimmed_mean", "krum", "norm_clip"), default_rate=0.2,
-    defaults={"attack": "sign_flip"}, runner=run_federated))
-register_defence(DefenceSpec(
-    "dp_sgd", "training", lambda **kw: {"aggregate": dp_sgd(**{"noise_multiplier": 0.5, **kw})},
-    "clip every per-sample gradient (C=1) and add Gaussian noise (sigma=0.5): gradient shaping"))
-register_defence(DefenceSpec(
-    "gradient_audit", "detector",
-    lambda view, model, rng, **kw: gradient_audit(model, view.X, view.y, **kw),
-    "drop rows whose per-sample gradient norm/direction is anomalous within their class"))
-for _rule, _summary in (("mean", "plain averaging of gradients / client updates (no defence)"),
-                        ("median", "coordinate-wise median of gradients / client updates"),
-                        ("trimmed_mean", "coordinate-wise mean without the largest and smallest values"),
-                        ("krum", "(multi-)Krum: the update(s) closest to their neighbours"),
-                        ("norm_clip", "clip every gradient / update to a norm bound, then average")):
-    register_defence(DefenceSpec(
-        _rule, "training", lambda _r=_rule, **kw: {"aggregate": aggregator(_r, **kw)}, _summary))
-
-
-# ---- lesson 5: defence in depth -----------------------------------------------------------
-register_defence(DefenceSpec(
-    "augmentation", "training", lambda **kw: {"augment": True, **kw},
-    "robust training: random one-pixel shifts and pixel noise on every mini-batch"))
-register_defence(DefenceSpec(
-    "adversarial_training", "training", lambda eps=0.1, **kw: {"adversarial_eps": eps, **kw},
-    "robust training: train on FGSM adversarial versions of every mini-batch (eps 0.1)"))
-
-
-# ---- lesson 3: clean-label poisoning ------------------------------------------------------
-register_attack(AttackSpec(
-    "clean_label", bullseye_polytope, "clean-label",
-    "correctly labelled poisons flip one target (transfer learning; bullseye polytope)",
-    defences=("deep_knn", "feature_outliers", "augmentation"), default_rate=0.022,
-    defaults={"n_targets": 10, "method": "bullseye", "n_poisons": 30, "eps": 0.25,
-              "guard_weight": 1.0},
-    runner=run_clean_label))
-register_defence(DefenceSpec(
-    "deep_knn", "detector",
-    lambda view, model, rng, **kw: deep_knn(_embed(view, model), view.y, n_classes=view.n_classes, **kw),
-    "drop rows whose label disagrees with the plurality of their k neighbours in feature space"))
-register_defence(DefenceSpec(
-    "feature_outliers", "detector",
-    lambda view, model, rng, **kw: feature_outliers(_embed(view, model), view.y, **kw),
-    "drop, per class, the rows farthest from the class centre in feature space"))
+def describe() -> dict:
+    """The registry as plain data (``python -m labkit list --json``)."""
+    return {
+        "attacks": [{"name": s.name, "family": s.family, "scenario": s.scenario, "summary": s.summary,
+                     "settings": {k: _plain(v) for k, v in s.settings.items()},
+                     "scenario_settings": {k: _plain(v) for k, v in s.scenario_settings.items()},
+                     "defences": list(s.defences)} for s in ATTACKS.values()],
+        "defences": [{"name": d.name, "kind": d.kind, "needs": d.needs, "summary": d.summary,
+                      "settings": {k: _plain(v) for k, v in d.settings.items()}} for d in DEFENCES.values()],
+    }

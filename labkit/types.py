@@ -21,21 +21,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .rng import as_rng  # noqa: F401  (re-exported: the types take rng arguments too)
+
 __all__ = ["Dataset", "PoisonedDataset", "Detection", "RunResult", "make_poisoned", "as_rng"]
-
-
-def as_rng(rng=None) -> np.random.Generator:
-    """Turn ``None``, an int seed or a ``Generator`` into a ``numpy.random.Generator``.
-
-    ``None`` means seed 0, so that every call in the lab is reproducible by default.
-    """
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -242,7 +230,12 @@ class RunResult:
 
     Accuracy and attack success are fractions in [0, 1]; ``attack_success`` is ``None``
     where the attack has no goal beyond lowering accuracy. ``*_defended`` are ``None``
-    without a defence. ``extra`` holds method-specific numbers (e.g. DPA certificates).
+    without a defence. Targeted attacks also carry ``control_success`` (the same budget of
+    random noise) and ``label_consistency`` (the fraction of poisons an independent
+    classifier still gives their own label); ``None`` elsewhere. ``detection`` is the
+    detection report (a dict, ground truth applied); ``verdict`` the defence's
+    :class:`Detection` itself. ``extra`` holds method-specific numbers (e.g. DPA
+    certificates, per-target trials).
     """
 
     attack: str
@@ -257,11 +250,13 @@ class RunResult:
     attack_success: Optional[float]
     clean_accuracy_defended: Optional[float] = None
     attack_success_defended: Optional[float] = None
+    control_success: Optional[float] = None
+    label_consistency: Optional[float] = None
     detection: Optional[dict] = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
     poisoned: Optional[PoisonedDataset] = None
-    found: Optional[Detection] = None
+    verdict: Optional[Detection] = None
 
     def __repr__(self) -> str:
         d = self.as_dict()
@@ -273,7 +268,7 @@ class RunResult:
         """The measured numbers as plain JSON-ready values (no arrays or objects)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("poisoned", "found"):
+            if f.name in ("poisoned", "verdict"):
                 continue
             v = getattr(self, f.name)
             out[f.name] = _jsonable(v)

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from labkit.__main__ import JSON_FIELDS, main
+from labkit.cli import main
+from labkit.cli.experiments import JSON_FIELDS
 
 
 def _run(capsys, *argv):

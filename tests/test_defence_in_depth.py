@@ -121,7 +121,7 @@ def test_monitoring_alerts_on_backdoor_and_stays_quiet_on_clean_retrain(seed):
 
 
 # ---- capstone ------------------------------------------------------------------------------
-from labkit import challenge  # noqa: E402
+from labkit.lessons import l05 as challenge  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", SEEDS)

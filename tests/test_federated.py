@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import labkit as lk
-from labkit.attacks.federated import (alie_z, federated_train, malicious_updates, shard,
-                                      unstack_rows)
+from labkit.federated import alie_z, federated_train, malicious_clients, malicious_updates, shard
 from labkit.defences import aggregation as agg
 from labkit.defences.dp_sgd import clip_and_noise, dp_sgd
 
@@ -94,7 +93,7 @@ def test_aggregator_works_per_parameter_dict():
     np.testing.assert_allclose(out["w"].numpy(), np.median(grads["w"].numpy(), 0))
     np.testing.assert_allclose(out["b"].numpy(), np.median(grads["b"].numpy(), 0))
     flat = agg.stack(grads)
-    back = unstack_rows(flat, grads)
+    back = agg.unstack(flat, grads)
     assert all(torch.equal(back[k], grads[k]) for k in grads)
 
 
@@ -224,13 +223,25 @@ def test_federated_is_deterministic_and_validates():
 
 
 def test_federated_runner_honours_cli_contract():
-    from labkit.__main__ import JSON_FIELDS
+    from labkit.cli.experiments import JSON_FIELDS
 
-    r = lk.run("federated", defence="median", params={"malicious": 2, "rounds": 15})
+    r = lk.run("federated", defence="median", rate=0.2, params={"rounds": 15})
     d = r.as_dict()
     assert set(JSON_FIELDS) <= set(d)
-    assert d["params"]["malicious"] == 2 and d["n_poison"] > 0 and d["attack_success"] is None
+    assert len(d["params"]["malicious_clients"]) == 2 and d["n_poison"] > 0 and d["attack_success"] is None
     assert d["clean_accuracy"] < d["clean_accuracy_no_attack"] - 0.3
     assert d["clean_accuracy_defended"] > d["clean_accuracy"] + 0.3
-    with pytest.raises(ValueError, match="aggregation defence"):
+    with pytest.raises(ValueError, match="does not apply to federated"):
         lk.run("federated", defence="gradient_audit", params={"rounds": 2})
+
+
+def test_malicious_clients_agree_with_federated_train():
+    """The crafting verb draws the same shards and clients that federated_train draws."""
+    tr, te = lk.data.digits(seed=0)
+    p = malicious_clients(tr, rate=0.2, rng=7)
+    a = federated_train(tr, test=te, malicious=2, rounds=2, seed=7)
+    b = federated_train(tr, test=te, malicious_clients=p.params["malicious_clients"], rounds=2, seed=7)
+    assert p.params["malicious_clients"] == a.malicious_idx.tolist()
+    np.testing.assert_array_equal(a.accuracy, b.accuracy)
+    rows = np.concatenate([shard(tr, 10, rng=7)[i] for i in a.malicious_idx])
+    assert sorted(rows.tolist()) == p.poison_idx.tolist()

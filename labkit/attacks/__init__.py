@@ -1,12 +1,14 @@
-"""Attacks: one file per family, one public verb each. Every verb returns a PoisonedDataset.
+"""Attacks: crafting only, one file per technique, one public verb each; every verb returns a
+:class:`~labkit.types.PoisonedDataset` that carries its own ground truth.
 
-See Also: labkit.registry.ATTACKS
+See Also: labkit.registry.ATTACKS (how each is run), labkit.scenarios (how its victim learns)
 """
 from .backdoor import add_backdoor, blend_trigger, patch_trigger
+from .clean_label import bullseye_polytope
+from .feature_collision import collide_features
+from .gradient_matching import match_gradients
 from .label_flip import flip_labels
-from . import clean_label
-from .clean_label import bullseye_polytope, collide_features
-from . import federated
-from .gradient import match_gradients
+from .random_noise import random_noise
 
-__all__ = ["flip_labels", "match_gradients", "federated", "add_backdoor", "patch_trigger", "blend_trigger", "clean_label", "collide_features", "bullseye_polytope"]
+__all__ = ["flip_labels", "add_backdoor", "patch_trigger", "blend_trigger", "bullseye_polytope",
+           "collide_features", "match_gradients", "random_noise"]

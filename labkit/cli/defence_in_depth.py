@@ -26,7 +26,7 @@ __all__ = ["add_parser"]
 
 
 def _load_npz(path) -> "object":
-    from .types import Dataset
+    from ..types import Dataset
 
     with np.load(path) as f:
         X, y = f["X"], f["y"]
@@ -37,20 +37,23 @@ def _load_npz(path) -> "object":
 
 
 def _training_set(args):
-    from .data import load
+    from ..data import load
 
-    return _load_npz(args.npz) if getattr(args, "npz", None) else load(args.dataset, seed=args.seed).train
+    return _load_npz(args.npz) if getattr(args, "npz", None) else load(args.dataset or "digits", seed=args.seed).train
 
 
 def _cmd_audit(args) -> int:
-    from .defences.audit import audit
-    from .metrics import auroc
-    from .registry import get_attack
+    from ..defences.audit import audit
+    from ..experiment import poison
+    from ..metrics import auroc
 
-    data, truth = _training_set(args), None
     if args.attack:
-        poisoned = get_attack(args.attack).fn(data, rate=args.rate, rng=args.seed)
+        if args.npz:
+            raise ValueError("--attack poisons a named --dataset; it cannot be combined with --npz")
+        poisoned = poison(args.attack, dataset=args.dataset, seed=args.seed, rate=args.rate)
         data, truth = poisoned.as_dataset(), poisoned.is_poison
+    else:
+        data, truth = _training_set(args), None
     report = audit(data, seed=args.seed)
     top = report.top(args.top)
     out = {"n_rows": report.n_rows, "class_counts": report.class_counts.tolist(),
@@ -82,14 +85,14 @@ def _key(args) -> bytes:
 
 
 def _cmd_manifest(args) -> int:
-    from .defences import provenance as prov
+    from ..defences import provenance as prov
 
     key = _key(args)
     data = _training_set(args)
     if args.action == "verify" and not args.manifest:
         raise ValueError("manifest verify needs --manifest FILE")
     if args.action == "create":
-        manifest = prov.create_manifest(data, key=key, source=args.source or f"labkit.data.{args.dataset}(seed={args.seed})")
+        manifest = prov.create_manifest(data, key=key, source=args.source or f"labkit.data.{args.dataset or 'digits'}(seed={args.seed})")
         print(prov.save_manifest(manifest, args.out))
         return 0
     try:
@@ -103,7 +106,7 @@ def _cmd_manifest(args) -> int:
 
 
 def _cmd_challenge(args) -> int:
-    from . import challenge
+    from ..lessons import l05 as challenge
 
     if args.export:
         data = challenge.mystery(args.seed)
@@ -128,17 +131,18 @@ def _cmd_challenge(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``audit``, ``manifest`` and ``challenge``."""
-    from .data import LOADERS
+    from ..data import LOADERS
 
     def data_args(p):
-        p.add_argument("--dataset", default="digits", choices=sorted(LOADERS))
+        p.add_argument("--dataset", default=None, choices=sorted(LOADERS),
+                       help="default: digits (with --attack: where that attack works)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--npz", default=None, help="an .npz file with arrays X (n,[C,]H,W) in [0,1] and y")
 
     p = subparsers.add_parser("audit", help="audit a training set and rank rows by suspicion")
     data_args(p)
     p.add_argument("--attack", default=None, help="poison the data first with this attack (practice)")
-    p.add_argument("--rate", type=float, default=0.1)
+    p.add_argument("--rate", type=float, default=None, help="the attack's budget (default: its own)")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_audit)

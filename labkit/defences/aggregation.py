@@ -27,6 +27,8 @@ See Also: notebooks/04_gradient_manipulation.ipynb
 """
 from __future__ import annotations
 
+import inspect
+
 from typing import Callable
 
 import torch
@@ -144,37 +146,46 @@ def stack(grads: dict) -> torch.Tensor:
 
 
 def unstack(v: torch.Tensor, like: dict) -> dict:
-    """Inverse of :func:`stack` for one vector ``(d,)``: ``{name: shape}``."""
+    """Inverse of :func:`stack`: ``v`` shaped ``(d,)`` or ``(n, d)`` -> ``{name: (*lead, *shape)}``,
+    where ``like[name]`` is shaped ``(batch, *shape)`` (only its shape is read)."""
     out, start = {}, 0
     for name, g in like.items():
         size = g[0].numel()
-        out[name] = v[start:start + size].reshape(g.shape[1:])
+        out[name] = v[..., start:start + size].reshape(*v.shape[:-1], *g.shape[1:])
         start += size
     return out
 
 
-def aggregator(rule: str = "mean", **params) -> Callable:
+def aggregator(rule="mean", **params) -> Callable:
     """The ``aggregate(grads, gen)`` callable for :func:`labkit.models.train` and federated rounds.
 
     Parameters
     ----------
-    rule : str
-        A name from :data:`RULES`.
+    rule : str or callable
+        A name from :data:`RULES`, or a rule ``(U, **params) -> (d,)`` over stacked rows
+        ``U`` (n, d); a rule that takes ``gen`` gets the training's random generator
+        (e.g. :func:`labkit.defences.dp_sgd.clip_and_noise`).
     **params
-        The rule's settings (``trim``, ``f``, ``m``, ``max_norm``).
+        The rule's settings (``trim``, ``f``, ``m``, ``max_norm``, ...).
 
     Examples
     --------
     >>> model = lk.models.train(data, aggregate=aggregator("median"))   # doctest: +SKIP
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown aggregation rule {rule!r}; choose from {', '.join(RULES)}")
-    fn = RULES[rule]
-    fn(torch.zeros(2 * params.get("f", 2) + 3, 1), **params)   # fail early on bad settings
+    if isinstance(rule, str):
+        if rule not in RULES:
+            raise ValueError(f"unknown aggregation rule {rule!r}; choose from {', '.join(RULES)}")
+        fn, name = RULES[rule], rule
+    else:
+        fn, name = rule, getattr(rule, "__name__", "custom")
+    takes_gen = "gen" in inspect.signature(fn).parameters
+    probe = {"gen": torch.Generator().manual_seed(0)} if takes_gen else {}
+    fn(torch.zeros(2 * params.get("f", 2) + 3, 1), **params, **probe)   # fail early on bad settings
 
     def aggregate(grads: dict, gen=None) -> dict:
-        return unstack(fn(stack(grads), **params), grads)
+        U = stack(grads)
+        return unstack(fn(U, gen=gen, **params) if takes_gen else fn(U, **params), grads)
 
-    aggregate.rule = rule
+    aggregate.rule = name
     aggregate.params = dict(params)
     return aggregate

@@ -25,25 +25,10 @@ from typing import Optional
 import numpy as np
 
 from ..types import Dataset, Detection
-from .base import flag_top
+from .base import flag_top, robust_z
 from .knn_sanitisation import knn_label_agreement
 
 __all__ = ["audit", "AuditReport", "robust_z"]
-
-
-def robust_z(scores) -> np.ndarray:
-    """``(s - median) / (1.4826 * MAD)``: a z-score that a few extreme rows cannot distort.
-
-    When more than half the rows tie (MAD = 0, e.g. "no neighbour disagrees" for most
-    rows), the scale falls back to ``1.2533 * mean |s - median|`` (both equal sigma for a
-    normal distribution); all zeros if every row ties.
-    """
-    scores = np.asarray(scores, np.float64)
-    dev = np.abs(scores - np.median(scores))
-    scale = 1.4826 * np.median(dev)
-    if scale == 0:
-        scale = 1.2533 * dev.mean()
-    return (scores - np.median(scores)) / scale if scale > 0 else np.zeros_like(scores)
 
 
 def _within_class_lof(feats, labels, n_neighbors):

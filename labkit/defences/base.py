@@ -1,4 +1,4 @@
-"""Shared pieces of every detector: thresholding written once.
+"""Shared pieces of every detector: thresholding and robust z-scores, written once.
 
 See Also: labkit.metrics.detection_report
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["flag_top", "check_rate"]
+__all__ = ["flag_top", "check_rate", "robust_z"]
 
 
 def check_rate(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -39,3 +39,18 @@ def flag_top(scores, expected_rate: float) -> np.ndarray:
     if k:
         flagged[np.argsort(-scores, kind="stable")[:k]] = True
     return flagged
+
+
+def robust_z(scores) -> np.ndarray:
+    """``(s - median) / (1.4826 * MAD)``: a z-score that a few extreme rows cannot distort.
+
+    When more than half the rows tie (MAD = 0, e.g. "no neighbour disagrees" for most
+    rows), the scale falls back to ``1.2533 * mean |s - median|`` (both equal sigma for a
+    normal distribution); all zeros if every row ties.
+    """
+    scores = np.asarray(scores, np.float64)
+    dev = np.abs(scores - np.median(scores))
+    scale = 1.4826 * np.median(dev)
+    if scale == 0:
+        scale = 1.2533 * dev.mean()
+    return (scores - np.median(scores)) / scale if scale > 0 else np.zeros_like(scores)

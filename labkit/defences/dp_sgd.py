@@ -18,18 +18,20 @@ from typing import Callable
 
 import torch
 
-from .aggregation import clip_rows, stack, unstack
+from .aggregation import aggregator, clip_rows
 
 __all__ = ["dp_sgd", "clip_and_noise"]
 
 
-def clip_and_noise(U: torch.Tensor, *, max_norm: float, noise_multiplier: float,
+def clip_and_noise(U: torch.Tensor, *, max_norm: float = 1.0, noise_multiplier: float = 0.5,
                    gen: torch.Generator = None) -> torch.Tensor:
     """``(sum_i clip(U_i, C) + N(0, (sigma C)^2 I)) / n`` for ``U`` shaped (n, d).
 
     With ``noise_multiplier = 0`` this is the mean of the clipped rows, whose norm is at
     most ``max_norm``.
     """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
     if noise_multiplier < 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
     clipped = clip_rows(U, max_norm)
@@ -40,7 +42,7 @@ def clip_and_noise(U: torch.Tensor, *, max_norm: float, noise_multiplier: float,
     return total / U.shape[0]
 
 
-def dp_sgd(*, max_norm: float = 1.0, noise_multiplier: float = 0.0) -> Callable:
+def dp_sgd(*, max_norm: float = 1.0, noise_multiplier: float = 0.5) -> Callable:
     """The ``aggregate`` callable for DP-SGD training.
 
     Parameters
@@ -67,15 +69,6 @@ def dp_sgd(*, max_norm: float = 1.0, noise_multiplier: float = 0.0) -> Callable:
     labkit.defences.aggregation.norm_clip : the same clipping without noise.
     notebooks/04_gradient_manipulation.ipynb
     """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    if noise_multiplier < 0:
-        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
-
-    def aggregate(grads: dict, gen=None) -> dict:
-        return unstack(clip_and_noise(stack(grads), max_norm=max_norm,
-                                      noise_multiplier=noise_multiplier, gen=gen), grads)
-
+    aggregate = aggregator(clip_and_noise, max_norm=max_norm, noise_multiplier=noise_multiplier)
     aggregate.rule = "dp_sgd"
-    aggregate.params = {"max_norm": max_norm, "noise_multiplier": noise_multiplier}
     return aggregate

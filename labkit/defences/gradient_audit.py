@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import check_rate, flag_top
+from .base import check_rate, flag_top, robust_z
 from ..types import Detection
 
-__all__ = ["gradient_audit", "head_gradients", "audit_scores"]
+__all__ = ["gradient_audit", "audit_gradients", "head_gradients", "audit_scores"]
 
 
 @torch.no_grad()
@@ -47,12 +47,6 @@ def head_gradients(model: nn.Module, X: np.ndarray, y: np.ndarray, *, batch_size
     return np.concatenate(out)
 
 
-def _robust_z(v: np.ndarray) -> np.ndarray:
-    med = np.median(v)
-    mad = np.median(np.abs(v - med)) * 1.4826
-    return (v - med) / (mad if mad > 1e-12 else (v.std() + 1e-12))
-
-
 def audit_scores(grads: np.ndarray, labels: np.ndarray, *, use: str = "both",
                  norm_reference: str = "all") -> np.ndarray:
     """Suspicion per row from per-sample gradients ``grads`` (n, d) and ``labels`` (n,).
@@ -72,7 +66,7 @@ def audit_scores(grads: np.ndarray, labels: np.ndarray, *, use: str = "both",
     scores = np.zeros(len(grads))
     all_norms = np.linalg.norm(grads, axis=1)
     if use in ("norm", "both") and norm_reference == "all":
-        scores += _robust_z(all_norms)
+        scores += robust_z(all_norms)
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         G = grads[rows]
@@ -81,9 +75,9 @@ def audit_scores(grads: np.ndarray, labels: np.ndarray, *, use: str = "both",
         cos = G @ mean / (norms * np.linalg.norm(mean) + 1e-12)
         s = np.zeros(rows.size)
         if use in ("norm", "both") and norm_reference == "class":
-            s += _robust_z(norms)
+            s += robust_z(norms)
         if use in ("direction", "both"):
-            s += _robust_z(1 - cos)
+            s += robust_z(1 - cos)
         scores[rows] += s
     return scores
 
@@ -107,8 +101,8 @@ def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_r
         gradient-matching attacker spends the whole budget on one class and can be the
         majority there (187 poisons among about 200 rows of that class in the lesson's
         fine-tuning batch): the within-class median is then a poison's norm, and the
-        per-class norm score ranks poisons *below* clean rows (AUROC 0.42 on seed 0; 0.89
-        with ``"all"``). The direction score always compares within the class.
+        per-class norm score ranks poisons *below* clean rows. The direction score always
+        compares within the class.
 
     Returns
     -------
@@ -124,9 +118,17 @@ def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_r
     --------
     notebooks/04_gradient_manipulation.ipynb
     """
-    check_rate("expected_rate", expected_rate, allow_zero=True)
     if len(X) != len(y):
         raise ValueError(f"X and y must have one length, got {len(X)} and {len(y)}")
-    scores = audit_scores(head_gradients(model, X, y), y, use=use, norm_reference=norm_reference)
+    return audit_gradients(head_gradients(model, X, y), y, expected_rate=expected_rate, use=use,
+                           norm_reference=norm_reference)
+
+
+def audit_gradients(grads: np.ndarray, labels: np.ndarray, *, expected_rate: float = 0.05,
+                    use: str = "both", norm_reference: str = "all") -> Detection:
+    """:func:`gradient_audit` on per-sample gradients already computed (``grads`` (n, d),
+    e.g. :func:`head_gradients`): the detector over arrays that the registry calls."""
+    check_rate("expected_rate", expected_rate, allow_zero=True)
+    scores = audit_scores(grads, labels, use=use, norm_reference=norm_reference)
     return Detection(scores, flag_top(scores, expected_rate), "gradient_audit",
                      {"expected_rate": expected_rate, "use": use, "norm_reference": norm_reference})

@@ -624,8 +624,18 @@ def _tar_header_pickle(marker: Path) -> bytes:
     "whose header block is also a pickle: numpy.load(allow_pickle=True) unpickles it")
 def _v_tar_pickle(root, marker, rng):
     p = root / "bundle.tar"
-    p.write_bytes(_tar_header_pickle(marker))
+    p.write_bytes(_tar_header_pickle(_short_path(marker)))
     return p
+
+
+def _short_path(marker: Path) -> Path:
+    """``marker`` itself when it fits a tar header field, else the same file reached through
+    a short link in the system temp folder (deep temp folders, e.g. under pytest-xdist)."""
+    if len(str(marker).encode()) <= 91:
+        return marker
+    link = Path(tempfile.mkdtemp(prefix="labkit-m")) / "m"
+    link.symlink_to(marker.parent, target_is_directory=True)
+    return link / marker.name
 
 
 @_b("yaml_pickle_polyglot", "pickle", "pickle", "a YAML config (clean _target_) that is "

@@ -24,7 +24,6 @@ See Also: notebooks/04_gradient_manipulation.ipynb
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Callable, Optional, Union
@@ -33,15 +32,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import models
-from ..defences.aggregation import aggregator, stack, unstack
-from ..types import Dataset, as_rng
+from . import models
+from .defences.aggregation import aggregator, stack, unstack
+from .rng import as_rng
+from .types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["federated_train", "federated_table", "shard", "malicious_updates", "alie_z", "FederatedResult",
-           "ATTACKS", "run_federated"]
+__all__ = ["malicious_clients", "federated_train", "shard", "malicious_updates", "alie_z",
+           "FederatedResult", "MALICIOUS_UPDATES"]
 
 #: Malicious update kinds.
-ATTACKS = ("sign_flip", "scaling", "little_is_enough")
+MALICIOUS_UPDATES = ("sign_flip", "scaling", "little_is_enough")
 
 
 def shard(data: Dataset, n_clients: int, *, iid: bool = True, rng=None) -> list:
@@ -66,6 +66,32 @@ def shard(data: Dataset, n_clients: int, *, iid: bool = True, rng=None) -> list:
     pick = rng.permutation(2 * n_clients)
     return [np.sort(np.concatenate([shards[pick[2 * i]], shards[pick[2 * i + 1]]]))
             for i in range(n_clients)]
+
+
+def malicious_clients(data: Dataset, *, rate: float = 0.2, n_clients: int = 10, iid: bool = True,
+                      update: str = "sign_flip", boost: Optional[float] = None,
+                      z: Optional[float] = None, rng=None) -> PoisonedDataset:
+    """The attack on federated learning: ``round(rate * n_clients)`` malicious clients.
+
+    The attacker controls those clients' data and messages; what they send each round is
+    ``update`` (see :func:`malicious_updates`; ``boost`` and ``z`` tune it). The data itself
+    is unchanged: the returned :class:`~labkit.types.PoisonedDataset` marks the malicious
+    clients' rows as ``poison_idx`` and carries the clients, the protocol's ``n_clients``
+    and ``iid`` and the update in ``params``; :func:`federated_train` with
+    ``malicious_clients=`` runs the rounds. Shards and clients are drawn from ``rng`` in the
+    order :func:`federated_train` draws them from its ``seed``, so both agree.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    if update not in MALICIOUS_UPDATES:
+        raise ValueError(f"unknown malicious update {update!r}; choose from {', '.join(MALICIOUS_UPDATES)}")
+    rng = as_rng(rng)
+    parts = shard(data, n_clients, iid=iid, rng=rng)
+    bad = np.sort(rng.choice(n_clients, int(round(rate * n_clients)), replace=False))
+    rows = np.sort(np.concatenate([parts[i] for i in bad])) if bad.size else np.zeros(0, np.int64)
+    return make_poisoned(data, idx=rows, attack="federated",
+                         params={"rate": rate, "n_clients": n_clients, "iid": iid, "update": update,
+                                 "malicious_clients": bad.tolist(), "boost": boost, "z": z})
 
 
 def alie_z(n_clients: int, malicious: int) -> float:
@@ -99,7 +125,7 @@ def malicious_updates(kind: str, honest: torch.Tensor, own: torch.Tensor, *,
     if kind == "little_is_enough":
         mu, sd = honest.mean(0), honest.std(0, unbiased=False)
         return (mu - z * sd).expand_as(own).clone()
-    raise ValueError(f"unknown malicious update {kind!r}; choose from {', '.join(ATTACKS)}")
+    raise ValueError(f"unknown malicious update {kind!r}; choose from {', '.join(MALICIOUS_UPDATES)}")
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -135,7 +161,7 @@ def _local_update(net: nn.Module, global_params: dict, X: torch.Tensor, y: torch
 
 
 def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients: int = 10,
-                    malicious: int = 0, attack: str = "sign_flip",
+                    malicious: int = 0, malicious_clients=None, attack: str = "sign_flip",
                     aggregate: Union[str, Callable, None] = "mean", rounds: int = 40,
                     local_epochs: int = 1, lr: float = 0.3, batch_size: int = 32,
                     server_lr: float = 1.0, iid: bool = True, boost: Optional[float] = None,
@@ -151,6 +177,9 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
         Accuracy is measured on it after every round.
     n_clients, malicious : int
         ``0 <= malicious < n_clients``; the malicious clients are drawn with ``seed``.
+    malicious_clients : sequence of int, optional
+        Which clients are malicious (as :func:`malicious_clients` chose them); overrides
+        ``malicious``.
     attack : {"sign_flip", "scaling", "little_is_enough"}
         What the malicious clients send (see :func:`malicious_updates`).
     aggregate : str, callable or None
@@ -177,10 +206,12 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
     -------
     FederatedResult
     """
+    if malicious_clients is not None:
+        malicious = len(malicious_clients)
     if not 0 <= malicious < n_clients:
         raise ValueError(f"malicious must be in [0, n_clients={n_clients}), got {malicious}")
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown malicious update {attack!r}; choose from {', '.join(ATTACKS)}")
+    if attack not in MALICIOUS_UPDATES:
+        raise ValueError(f"unknown malicious update {attack!r}; choose from {', '.join(MALICIOUS_UPDATES)}")
     if rounds < 1 or local_epochs < 1 or lr <= 0:
         raise ValueError(f"need rounds >= 1, local_epochs >= 1, lr > 0; got {rounds}, {local_epochs}, {lr}")
     rng = np.random.default_rng(seed)
@@ -192,7 +223,8 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
     if z is None:
         z = alie_z(n_clients, malicious)
     parts = shard(train, n_clients, iid=iid, rng=rng)
-    bad = np.sort(rng.choice(n_clients, malicious, replace=False))
+    bad = np.sort(rng.choice(n_clients, malicious, replace=False)) if malicious_clients is None \
+        else np.sort(np.asarray(malicious_clients, np.int64))
     build = models.MODELS[model] if isinstance(model, str) else model
     net = build(train.image_shape, train.n_classes)
     models._init_(net, gen)
@@ -218,7 +250,7 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
             honest = torch.as_tensor(np.setdiff1d(np.arange(n_clients), bad))
             U[bad] = malicious_updates(attack, U[honest], U[bad], boost=boost, z=z)
         like = {n: torch.zeros((n_clients, *p.shape)) for n, p in glob.items()}
-        step = aggregate(unstack_rows(U, like), gen)
+        step = aggregate(unstack(U, like), gen)
         glob = {n: glob[n] + server_lr * step[n].to(glob[n].dtype) for n in glob}
         if Xt is not None:
             with torch.no_grad():
@@ -233,76 +265,3 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
               "boost": boost, "z": round(z, 4),
               "malicious_rows": int(sum(parts[i].size for i in bad))}
     return FederatedResult(net.eval(), np.asarray(acc), bad, params)
-
-
-def federated_table(train: Dataset, *, test: Dataset, rules=("mean", "median", "trimmed_mean", "krum"),
-                    attacks=("none", "sign_flip", "scaling", "little_is_enough"), malicious: int = 2,
-                    progress: bool = False, **kw) -> dict:
-    """:func:`federated_train` for every aggregation rule under every attack.
-
-    ``"none"`` in ``attacks`` means no malicious client. Returns ``{(attack, rule):
-    FederatedResult}``; ``kw`` go to :func:`federated_train` (``rounds``, ``iid``, ``seed``).
-    """
-    grid = [(a, r) for a in attacks for r in rules]
-    if progress:
-        from tqdm.auto import tqdm
-        grid = tqdm(grid, desc="federated table", leave=False)
-    return {(a, r): federated_train(train, test=test, aggregate=r, malicious=0 if a == "none" else malicious,
-                                    attack="sign_flip" if a == "none" else a, **kw)
-            for a, r in grid}
-
-
-def unstack_rows(U: torch.Tensor, like: dict) -> dict:
-    """Stacked flat rows ``(n, d)`` -> ``{name: (n, *shape)}`` (inverse of ``stack``)."""
-    out, start = {}, 0
-    for name, g in like.items():
-        size = g[0].numel()
-        out[name] = U[:, start:start + size].reshape(g.shape)
-        start += size
-    return out
-
-
-def run_federated(*, defence=None, dataset="digits", seed=0, rate=0.2, params=None,
-                  defence_params=None, train_kw=None, split=None, progress=False):
-    """The ``federated`` attack's experiment runner (``python -m labkit run federated``).
-
-    ``clean_accuracy_no_attack``: the attack-free federated model (mean); ``clean_accuracy``:
-    the attacked one under plain averaging; ``clean_accuracy_defended``: the attacked one
-    under the ``defence``'s aggregation rule (a registered ``training`` defence whose
-    ``apply`` returns ``{"aggregate": ...}``). ``attack_success`` is ``None`` (untargeted).
-    ``malicious`` defaults to ``round(rate * n_clients)``; ``n_poison`` counts the
-    malicious clients' rows. ``extra`` holds the defended rule's accuracy without attack.
-    """
-    from .. import data as data_mod
-    from ..registry import get_defence
-    from ..types import RunResult
-
-    t0 = time.perf_counter()
-    params = dict(params or {})
-    n_clients = int(params.pop("n_clients", 10))
-    malicious = int(params.pop("malicious", round(rate * n_clients)))
-    split = split if split is not None else data_mod.load(dataset, seed=seed)
-    model = (train_kw or {}).get("model", "mlp")
-    kw = dict(test=split.test, n_clients=n_clients, model=model, seed=seed, progress=progress, **params)
-    fed = lambda **k: federated_train(split.train, **{**kw, **k})       # noqa: E731
-    base = fed(malicious=0, aggregate="mean")
-    attacked = fed(malicious=malicious, aggregate="mean")
-    out = dict(attack="federated", defence=defence, dataset=split.train.name, seed=seed,
-               params={"rate": malicious / n_clients,
-                       **{k: v for k, v in attacked.params.items() if k != "rule"}},
-               n_train=len(split.train), n_poison=0,
-               clean_accuracy_no_attack=float(base.accuracy[-1]),
-               clean_accuracy=float(attacked.accuracy[-1]), attack_success=None)
-    out["n_poison"] = out["params"].pop("malicious_rows")
-    extra = {}
-    if defence is not None:
-        dspec = get_defence(defence)
-        if dspec.kind != "training" or "aggregate" not in dspec.apply(**(defence_params or {})):
-            raise ValueError(f"federated needs an aggregation defence (kind 'training' with an "
-                             f"aggregate), got {defence!r}")
-        rule = dspec.apply(**(defence_params or {}))["aggregate"]
-        defended = fed(malicious=malicious, aggregate=rule)
-        out["clean_accuracy_defended"] = float(defended.accuracy[-1])
-        out["attack_success_defended"] = None
-        extra["clean_accuracy_defended_no_attack"] = float(fed(malicious=0, aggregate=rule).accuracy[-1])
-    return RunResult(**out, seconds=time.perf_counter() - t0, extra=extra)

@@ -1,4 +1,6 @@
-"""The capstone: defend one pipeline against a hidden mix of poisoning attacks.
+"""Lesson 5, defence in depth: the capstone (``lk.challenge``) and the exercises.
+
+The capstone: defend one pipeline against a hidden mix of poisoning attacks.
 
 ``data = lk.challenge.mystery(seed)`` is a digits training set poisoned by several attack
 families at hidden rates, with hidden settings (target classes, trigger position). The
@@ -19,19 +21,22 @@ from typing import Callable
 
 import numpy as np
 
-from .types import Dataset, Detection, PoisonedDataset, as_rng
+from .exercises import exercise, one_of
+from ..metrics import precision_recall
+from ..rng import as_rng
+from ..types import Dataset, Detection, PoisonedDataset
 
 __all__ = ["mystery", "score", "reference_defence", "FAMILIES", "task"]
 
 
 def _label_flips(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
-    from .attacks.label_flip import flip_labels
+    from ..attacks.label_flip import flip_labels
 
     return flip_labels(data, rate=float(rng.uniform(0.05, 0.15)), rng=rng)
 
 
 def _backdoor(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
-    from .attacks.backdoor import add_backdoor
+    from ..attacks.backdoor import add_backdoor
 
     corner = ["top-left", "top-right", "bottom-left", "bottom-right"][int(rng.integers(4))]
     return add_backdoor(data, trigger="patch", position=corner, target_class=int(rng.integers(10)),
@@ -40,18 +45,21 @@ def _backdoor(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
 
 def _clean_label(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
     """Lesson 3's working technique (bullseye polytope, transfer-learning threat model)."""
-    from .attacks import clean_label as cl
+    from ..attacks import bullseye_polytope
+    from ..attacks._targeted import choose_targets
+    from ..models import pretrained_extractor, transfer_victim
 
-    extractor = cl.pretrained_extractor()
-    target_idx, base_class = cl.choose_target(cl.transfer_victim(data, extractor, seed=0), test, rng=rng)
-    return cl.bullseye_polytope(data, test=test, target_idx=target_idx, extractor=extractor,
-                                base_class=base_class, n_poisons=int(rng.integers(10, 31)), rng=rng)
+    extractor = pretrained_extractor()
+    target_idx, target_class = choose_targets(transfer_victim(data, extractor, seed=0), test, 1, rng=rng)
+    return bullseye_polytope(data, test=test, target_idx=int(target_idx[0]), extractor=extractor,
+                             target_class=int(target_class[0]), n_poisons=int(rng.integers(10, 31)), rng=rng)
 
 
 def _gradient_matching(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
     """Lesson 4's Witches' Brew poisons for one target (100 crafting steps, eps 0.15)."""
-    from .attacks.gradient import choose_targets, match_gradients
-    from .models import train
+    from ..attacks import match_gradients
+    from ..attacks._targeted import choose_targets
+    from ..models import train
 
     surrogate = train(data, seed=int(rng.integers(1000)))
     target_idx, target_class = choose_targets(surrogate, test, 1, rng=rng)
@@ -72,7 +80,7 @@ def _build(seed: int):
     Families are applied in order, each to the previous one's output; a row changed twice
     counts for the later family. Cached: ``mystery`` and ``score`` share one build.
     """
-    from .data import digits
+    from ..data import digits
 
     rng = as_rng(np.random.default_rng([seed, 2026]))
     data, test = digits(seed=seed)
@@ -123,15 +131,13 @@ def score(flags, *, seed: int) -> dict:
     data, family = _build(int(seed))
     mask = _as_mask(flags, len(data))
     truth = family != ""
-    tp = int((mask & truth).sum())
-    precision = tp / mask.sum() if mask.any() else 1.0
-    recall = tp / truth.sum() if truth.any() else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    pr = precision_recall(mask, truth)
+    precision, recall, f1 = pr["precision"], pr["recall"], pr["f1"]
     per_family = {name: {"n_poison": int((family == name).sum()),
                          "recall": float(mask[family == name].mean()) if (family == name).any() else None}
                   for name in FAMILIES}
     if f1 >= 0.8:   # the capstone's goal (lk.checks "l5_capstone")
-        from .progress import announce   # prints a completion code in a workshop, else nothing
+        from ..completion import announce   # prints a completion code in a workshop, else nothing
         announce("capstone")
     return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": int(mask.sum()),
             "n_poison": int(truth.sum()), "per_family": per_family}
@@ -152,9 +158,9 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
     poisons (correct labels, small perturbations): adding deep k-NN catches a few more of
     those but flags many clean rows, which costs more precision than it gains recall.
     """
-    from .defences.activation_clustering import activation_clustering
-    from .defences.knn_sanitisation import knn_sanitisation
-    from .models import embed, train
+    from ..defences.activation_clustering import activation_clustering
+    from ..defences.knn_sanitisation import knn_sanitisation
+    from ..models import embed, train
 
     layers = [knn_sanitisation(data.flat(), data.y, k=10, eta=0.5, n_classes=data.n_classes),
               activation_clustering(embed(train(data, seed=seed), data.X), data.y, rng=seed)]
@@ -162,3 +168,31 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
     return Detection(np.max([norm(d.scores) for d in layers], axis=0),
                      np.any([d.flagged for d in layers], axis=0), "reference_defence",
                      {"layers": [d.defence for d in layers]})
+
+
+# ---- exercises ------------------------------------------------------------------------
+
+@exercise("l5_blind_spot",
+          hint="A backdoor leaves clean behaviour untouched. Which checks look at clean inputs only?",
+          solution="'none': the canary compares clean accuracy and confidence, which a backdoor "
+                   "keeps; traffic drift and the STRIP screen need triggered inputs in the traffic. "
+                   "A backdoor stays invisible to monitoring until someone uses the trigger.")
+def _l5_blind_spot(answer):
+    return one_of(answer, ("none", "no check", "nothing"),
+                   right="yes: monitoring sees a backdoor only once triggered inputs arrive.",
+                   wrong="run lk.defences.monitoring.monitor with clean traffic and read the alerts.")
+
+
+@exercise("l5_capstone",
+          hint="Layer the lab's defences: label checks find flipped and backdoor rows (their "
+               "neighbours disagree), feature-space clustering finds a backdoor's cluster. "
+               "Combine flags with | and check the precision: every clean row you flag costs you.",
+          solution="flags = lk.challenge.reference_defence(data, seed=SEED).flagged  (k-NN "
+                   "sanitisation OR activation clustering; F1 above 0.8 on every seed tried).")
+def _l5_capstone(answer):
+    flags, seed = answer if isinstance(answer, tuple) else (answer, 0)
+    result = score(flags, seed=seed)
+    per = ", ".join(f"{k} {v['recall']:.2f}" for k, v in result["per_family"].items() if v["recall"] is not None)
+    msg = (f"precision {result['precision']:.2f}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
+           f"(per family recall: {per}); goal F1 >= 0.8")
+    return result["f1"] >= 0.8, msg

@@ -1,0 +1,241 @@
+"""Gradient-matching poisons (Witches' Brew): correctly labelled images that steer training.
+
+The attacker picks a target test image and an adversarial class. They perturb a budget of
+training images *of the adversarial class* (labels kept, each pixel moved at most ``eps``)
+so that the training gradient of those poisons points the same way as the gradient that
+would push the target into the adversarial class:
+
+    minimise  1 - cos( grad_theta L(poisons + delta, their labels),
+                       grad_theta L(target, adversarial class) )     s.t. |delta|_inf <= eps
+
+on a surrogate model, with signed Adam steps, projection onto the eps-ball and [0, 1], and
+restarts (the best alignment wins). A victim who then takes gradient steps on the poisons
+moves the target towards the adversarial class.
+
+Threat models (the ``finetune`` and ``scratch`` scenarios of :mod:`labkit.scenarios`):
+
+- ``"finetune"`` (default): the victim fine-tunes its deployed model on a new batch that
+  holds the poisons (a "crucial stage of training"); the attacker knows the deployed weights.
+- ``"scratch"``: the victim retrains from scratch, from an initialisation the attacker
+  does not know; the attacker matches gradients on surrogates of their own.
+
+Geiping, Fowl, Huang, Czaja, Taylor, Moeller & Goldstein 2021, "Witches' Brew:
+industrial scale data poisoning via gradient matching", ICLR, arXiv:2009.02276.
+
+See Also: notebooks/04_gradient_manipulation.ipynb
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .. import models
+from ..rng import as_rng
+from ..types import Dataset, PoisonedDataset, make_poisoned
+
+__all__ = ["match_gradients", "linear_guard", "BASES", "OBJECTIVES"]
+
+BASES = ("nearest", "random")
+OBJECTIVES = ("sign", "cosine")
+
+
+def _param_dict(net: nn.Module) -> dict:
+    return {n: p.detach() for n, p in net.named_parameters()}
+
+
+def _flat_grad(net, params, X, y, *, create_graph):
+    loss = nn.functional.cross_entropy(functional_call(net, params, (X,)), y)
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()),
+                                                                 create_graph=create_graph)])
+
+
+def _choose_bases(data: Dataset, x_target: np.ndarray, target_class: int, n: int, how: str, rng):
+    pool = np.flatnonzero(data.y == target_class)
+    if pool.size == 0:
+        raise ValueError(f"no training rows of class {target_class} to poison")
+    n = min(n, pool.size)
+    if how == "random":
+        return np.sort(rng.choice(pool, n, replace=False))
+    dist = ((data.X[pool] - x_target[None]) ** 2).reshape(pool.size, -1).sum(1)
+    return np.sort(pool[np.argsort(dist, kind="stable")[:n]])
+
+
+def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_class: int,
+                    surrogates, rate: float = 0.05, eps: float = 0.15, steps: int = 200,
+                    restarts: int = 1, step_size: float = 0.01, bases: str = "nearest",
+                    objective: str = "sign", keep_label: float = 1.0, guards=(), rng=None, progress: bool = False, history: Optional[list] = None) -> PoisonedDataset:
+    """Craft Witches' Brew poisons for one target.
+
+    Parameters
+    ----------
+    data : Dataset
+        The training set; poisons replace ``floor(rate * len(data))`` rows of class
+        ``target_class`` (capped at that class's size).
+    test : Dataset
+        Holds the target image ``test.X[target_idx]``.
+    target_idx : int
+        Index of the target *in the test set*.
+    target_class : int
+        The adversarial class: what the attacker wants the target to be classified as.
+    surrogates : nn.Module or sequence of nn.Module
+        Model(s) whose gradients are matched (an ensemble averages the losses).
+    rate : float in (0, 1]
+        Budget as a fraction of the training set.
+    eps : float in (0, 1]
+        L-inf bound on each pixel's change (pixels in [0, 1]).
+    steps, restarts, step_size : crafting settings (signed Adam on the perturbation).
+    objective : {"sign", "cosine"}
+        ``"cosine"`` is Witches' Brew's ``1 - cos(g_poison, g_target)``. ``"sign"`` (the
+        default) matches what an *Adam* victim does with the gradient: Adam's first steps
+        move every weight by about ``lr * sign(g)``, so the target's loss falls by about
+        ``lr * sum_i |g_target_i| * [sign(g_poison_i) = sign(g_target_i)]``; the objective
+        is ``1 - sum_i g_target_i * tanh(g_poison_i / tau) / sum_i |g_target_i|`` with
+        ``tau`` the mean ``|g_poison_i|`` (a smooth sign). On the lab's Adam-trained victims
+        it flips far more targets than the cosine (see the notebook).
+    bases : {"nearest", "random"}
+        Which rows of ``target_class`` become poisons: those closest to the target in
+        pixel space, or a random draw.
+    keep_label : float >= 0
+        Weight of a hinge penalty that keeps every poison classified as its own label by
+        the surrogate with a logit margin of at least 1: the "clean label" stays plausible
+        (checked independently by :func:`labkit.metrics.label_consistency`). 0 switches it off.
+    guards : sequence of nn.Module
+        Extra models of the attacker's own (e.g. :func:`linear_guard`) on which the same
+        hinge keeps the poisons' labels plausible.
+    rng : None, int or numpy Generator
+    history : list, optional
+        If given, receives the alignment (the objective's own measure: the cosine, or the
+        weighted sign agreement, 1 = perfect) at every step of the best restart.
+
+    Returns
+    -------
+    PoisonedDataset
+        Only ``X`` of ``poison_idx`` rows changes (within ``eps``, labels kept);
+        ``target_idx = [target_idx]``, ``target_class = [target_class]``.
+
+    References
+    ----------
+    Geiping et al. 2021, "Witches' Brew: industrial scale data poisoning via gradient
+    matching", ICLR, arXiv:2009.02276.
+
+    See Also
+    --------
+    notebooks/04_gradient_manipulation.ipynb
+    """
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps must be in (0, 1], got {eps}")
+    if not 0 <= target_class < data.n_classes:
+        raise ValueError(f"target_class must be in [0, {data.n_classes}), got {target_class}")
+    if not 0 <= target_idx < len(test):
+        raise ValueError(f"target_idx must index the test set (size {len(test)}), got {target_idx}")
+    if steps < 1 or restarts < 1:
+        raise ValueError(f"need steps >= 1 and restarts >= 1, got {steps}, {restarts}")
+    if bases not in BASES:
+        raise ValueError(f"bases must be one of {BASES}, got {bases!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    rng = as_rng(rng)
+    surrogates = [surrogates] if isinstance(surrogates, nn.Module) else list(surrogates)
+    n_poison = max(1, int(rate * len(data) + 1e-9))         # floor: never above the budget
+    idx = _choose_bases(data, test.X[target_idx], target_class, n_poison, bases, rng)
+    xb = torch.tensor(data.X[idx])
+    yb = torch.tensor(data.y[idx])
+    xt = torch.tensor(test.X[target_idx:target_idx + 1])
+    at = torch.tensor([target_class])
+    nets = []
+    for s in surrogates:
+        s = s.cpu().eval()
+        params = {n: p.detach().clone().requires_grad_(True) for n, p in s.named_parameters()}
+        gt = _flat_grad(s, params, xt, at, create_graph=False).detach()
+        nets.append((s, params, gt / gt.norm()))
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+    best, best_loss, best_hist = None, np.inf, []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps * restarts, desc="brewing poisons", leave=False)
+    for _ in range(restarts):
+        delta = ((torch.rand(xb.shape, generator=gen) * 2 - 1) * eps).requires_grad_(True)
+        opt = torch.optim.Adam([delta], lr=step_size)
+        hist = []
+        for _ in range(steps):
+            x = (xb + delta).clamp(0, 1)
+            loss, cos = 0.0, 0.0
+            for s, params, gt in nets:
+                gp = _flat_grad(s, params, x, yb, create_graph=True)
+                if objective == "cosine":
+                    align = (gp @ gt) / gp.norm().clamp_min(1e-12)
+                else:
+                    tau = gp.detach().abs().mean().clamp_min(1e-12)
+                    align = (gt * torch.tanh(gp / tau)).sum() / gt.abs().sum()
+                cos += float(align.detach()) / len(nets)
+                loss = loss + 1 - align
+                if keep_label:
+                    loss = loss + keep_label * _hinge(functional_call(s, params, (x,)), yb)
+            loss = loss / len(nets)
+            for g in guards:
+                loss = loss + keep_label * _hinge(g(x), yb)
+            opt.zero_grad()
+            loss.backward()
+            delta.grad.sign_()
+            opt.step()
+            with torch.no_grad():
+                delta.clamp_(-eps, eps)
+                delta.copy_((xb + delta).clamp(0, 1) - xb)
+            hist.append(cos)
+            if bar is not None:
+                bar.update()
+        final = float(loss.detach())
+        if final < best_loss:
+            best, best_loss, best_hist = delta.detach().clone(), final, hist
+    if bar is not None:
+        bar.close()
+    if history is not None:
+        history.extend(best_hist)
+    X = np.array(data.X, copy=True)
+    X[idx] = np.clip(data.X[idx] + best.numpy(), 0, 1)
+    X[idx] = np.clip(X[idx], data.X[idx] - eps, data.X[idx] + eps)     # guard float rounding
+    return make_poisoned(data, X=X, idx=idx, attack="gradient_matching",
+                         params={"rate": rate, "eps": eps, "steps": steps, "restarts": restarts,
+                                 "bases": bases, "objective": objective,
+                                 "alignment": round(_alignment_now(nets, xb + best, yb), 4)},
+                         target_idx=np.array([target_idx]), target_class=np.array([target_class]))
+
+
+def _hinge(z: torch.Tensor, y: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Mean of ``relu(max_{c != y} z_c - z_y + margin)``: zero once every row is classified
+    as its own label with a logit margin of at least ``margin``."""
+    own = z.gather(1, y[:, None])[:, 0]
+    other = z.masked_fill(nn.functional.one_hot(y, z.shape[1]).bool(), -1e9).max(1).values
+    return torch.relu(other - own + margin).mean()
+
+
+def linear_guard(data: Dataset, *, steps: int = 300, weight_decay: float = 1e-4, seed: int = 0) -> nn.Module:
+    """The attacker's own linear softmax classifier on clean pixels (full-batch Adam), used
+    as a guard so poisons stay plausible to simple models too (see ``guards``)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(data.image_shape)), data.n_classes))
+    models._init_(net, gen)
+    X, y = torch.tensor(data.X), torch.tensor(data.y)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(X), y).backward()
+        opt.step()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def _alignment_now(nets, x, yb) -> float:
+    vals = []
+    for s, params, gt in nets:
+        gp = _flat_grad(s, params, x.clamp(0, 1), yb, create_graph=False)
+        vals.append(float(gp @ gt / gp.norm().clamp_min(1e-12)))
+    return float(np.mean(vals))

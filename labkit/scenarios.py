@@ -1,0 +1,204 @@
+"""How the victim learns, and what the attacker is given: the four threat models of the lab.
+
+Every attack in :mod:`labkit.registry` names one scenario. :func:`labkit.experiment.run`
+asks the scenario, never the attack, how to train a victim, so every attack meets every
+defence the same way.
+
+============  ==============================================================  ===========
+scenario      the victim ...                                                   attacks
+============  ==============================================================  ===========
+``scratch``   trains the lab's model from scratch on the (poisoned) data       label flips, backdoors
+``transfer``  retrains a linear head on a public, frozen feature extractor     clean-label
+``finetune``  fine-tunes its deployed model on a new batch with the poisons    gradient matching
+``federated`` averages client updates over rounds; some clients are malicious  malicious clients
+============  ==============================================================  ===========
+
+A scenario is a small object with ``prepare(split, seed=, train_kw=)`` (what exists before
+the attack: the clean baseline model, an extractor, the targets), ``knowledge(setting)``
+(keyword arguments the attacker's crafting function may take: the extractor, surrogates,
+guards), ``training_set(setting, poisoned, trial)`` (what the victim and the defender see),
+``victim(setting, data, seed, **train_kw)`` (how the victim learns) and ``features(setting,
+model, X)`` (what a feature-space detector looks at). Targeted scenarios also draw
+``setting.targets``: ``(target_idx, target_class)`` per trial.
+
+See Also: notebooks/00_welcome.ipynb
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import models
+from .attacks._targeted import choose_targets, choose_targets_one_by_one
+from .attacks.gradient_matching import linear_guard
+from .federated import federated_train
+from .types import Dataset, PoisonedDataset, make_poisoned
+
+__all__ = ["Setting", "Scratch", "Transfer", "FineTune", "Federated", "SCENARIOS", "restrict"]
+
+
+@dataclass
+class Setting:
+    """What exists before the attack, for one seed: the data, the victim trained on clean
+    data (``baseline``), and per scenario its extras (extractor, deployed model, targets)."""
+
+    train: Dataset
+    test: Dataset
+    seed: int
+    train_kw: dict
+    baseline: object = None
+    targets: Optional[tuple] = None
+    extras: dict = field(default_factory=dict)
+
+
+def restrict(poisoned: PoisonedDataset, rows) -> PoisonedDataset:
+    """``poisoned.subset(rows)`` that keeps the ground truth (which of those rows are poisons)."""
+    rows = np.asarray(rows, np.int64)
+    return make_poisoned(poisoned.clean.subset(rows), X=poisoned.X[rows], y=poisoned.y[rows],
+                         idx=np.flatnonzero(np.isin(rows, poisoned.poison_idx)),
+                         attack=poisoned.attack, params=poisoned.params,
+                         target_idx=poisoned.target_idx, target_class=poisoned.target_class,
+                         source_class=poisoned.source_class, trigger=poisoned.trigger)
+
+
+class Scratch:
+    """The victim trains the lab's model from scratch on the whole (poisoned) training set."""
+
+    name = "scratch"
+    targeted = False
+    defence_kinds = ("detector", "training", "aggregation", "model", "inference")
+
+    def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
+        s = Setting(split.train, split.test, seed, dict(train_kw))
+        s.baseline = baseline if baseline is not None else self.victim(s, split.train, seed)
+        return s
+
+    def knowledge(self, setting: Setting) -> dict:
+        return {"test": setting.test}
+
+    def training_set(self, setting: Setting, poisoned: PoisonedDataset, trial: int) -> PoisonedDataset:
+        return poisoned
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        return models.train(data, seed=seed, **{**setting.train_kw, **train_kw})
+
+    robust_victim = victim
+
+    def features(self, setting: Setting, model, X) -> np.ndarray:
+        return models.embed(model, X)
+
+
+class Transfer(Scratch):
+    """Transfer learning: a public extractor (trained on other data) is frozen and the victim
+    retrains a linear head for ``head_epochs``. A ``training`` defence retrains end to end
+    instead (the defender's own way out of a poisoned extractor's blind spots)."""
+
+    name = "transfer"
+    targeted = True
+    defence_kinds = ("detector", "training", "aggregation")
+
+    def __init__(self, *, n_targets: int = 10, head_epochs: int = 40):
+        if n_targets < 1 or head_epochs < 1:
+            raise ValueError(f"need n_targets >= 1 and head_epochs >= 1, got {n_targets}, {head_epochs}")
+        self.n_targets, self.head_epochs = int(n_targets), int(head_epochs)
+
+    def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
+        s = Setting(split.train, split.test, seed, dict(train_kw))
+        s.extras["extractor"] = models.pretrained_extractor()
+        s.baseline = self.victim(s, split.train, seed)
+        s.extras["guard"] = models.train(split.train, seed=seed + 1, device="cpu")
+        s.targets = choose_targets_one_by_one(s.baseline, split.test, self.n_targets, rng=seed)
+        return s
+
+    def knowledge(self, setting: Setting) -> dict:
+        return {"test": setting.test, "extractor": setting.extras["extractor"],
+                "guard": setting.extras["guard"]}
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        return models.transfer_victim(data, setting.extras["extractor"], epochs=self.head_epochs,
+                                      seed=seed, **train_kw)
+
+    def robust_victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        return models.train(data, seed=seed, device="cpu", **train_kw)
+
+    def features(self, setting: Setting, model, X) -> np.ndarray:
+        return models.embed(model, X)
+
+
+class FineTune(Scratch):
+    """The victim fine-tunes its deployed model (whose weights the attacker knows) for
+    ``finetune_epochs`` on a new batch: the poisons plus ``n_clean`` replayed clean rows.
+    With ``guard``, the attacker also keeps the poisons plausible to a linear classifier of
+    their own."""
+
+    name = "finetune"
+    targeted = True
+    defence_kinds = ("detector", "training", "aggregation")
+
+    def __init__(self, *, n_targets: int = 10, n_clean: int = 200, finetune_epochs: int = 1,
+                 guard: bool = True):
+        if n_targets < 1 or n_clean < 0 or finetune_epochs < 1:
+            raise ValueError(f"need n_targets >= 1, n_clean >= 0, finetune_epochs >= 1; "
+                             f"got {n_targets}, {n_clean}, {finetune_epochs}")
+        self.n_targets, self.n_clean = int(n_targets), int(n_clean)
+        self.finetune_epochs, self.guard = int(finetune_epochs), bool(guard)
+
+    def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
+        s = Setting(split.train, split.test, seed, dict(train_kw))
+        s.baseline = models.train(split.train, seed=seed, **s.train_kw)          # deployed
+        s.targets = choose_targets(s.baseline, split.test, self.n_targets, rng=seed)
+        s.extras["guards"] = [linear_guard(split.train, seed=seed)] if self.guard else []
+        return s
+
+    def knowledge(self, setting: Setting) -> dict:
+        return {"test": setting.test, "surrogates": [setting.baseline], "guards": setting.extras["guards"]}
+
+    def training_set(self, setting: Setting, poisoned: PoisonedDataset, trial: int) -> PoisonedDataset:
+        rest = np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)
+        n = min(self.n_clean, rest.size)
+        extra = np.random.default_rng(setting.seed + 7 + trial).choice(rest, n, replace=False)
+        return restrict(poisoned, np.concatenate([poisoned.poison_idx, np.sort(extra)]))
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        kw = {k: v for k, v in {**setting.train_kw, **train_kw}.items() if k not in ("model", "epochs")}
+        return models.fine_tune(setting.baseline, data, epochs=self.finetune_epochs, seed=seed, **kw)
+
+    robust_victim = victim
+
+
+class Federated(Scratch):
+    """Federated averaging over ``rounds``: every client trains locally on its shard; the
+    server aggregates the updates. The attack is which clients are malicious and what they
+    send; the victim is the global model."""
+
+    name = "federated"
+    targeted = False
+    defence_kinds = ("aggregation",)
+
+    def __init__(self, *, rounds: int = 40, local_epochs: int = 1, lr: float = 0.3,
+                 batch_size: int = 32, server_lr: float = 1.0):
+        self.kw = dict(rounds=rounds, local_epochs=local_epochs, lr=lr, batch_size=batch_size,
+                       server_lr=server_lr)
+
+    def knowledge(self, setting: Setting) -> dict:
+        return {}
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, aggregate=None, **train_kw):
+        p = data.params if isinstance(data, PoisonedDataset) else {}
+        clean = data.clean if isinstance(data, PoisonedDataset) else data
+        return federated_train(
+            clean, test=setting.test, n_clients=p.get("n_clients", 10), iid=p.get("iid", True),
+            malicious_clients=p.get("malicious_clients", ()), attack=p.get("update", "sign_flip"),
+            boost=p.get("boost"), z=p.get("z"), aggregate=aggregate,
+            model=setting.train_kw.get("model", "mlp"), seed=seed, **self.kw).model
+
+    robust_victim = victim
+
+    def features(self, setting: Setting, model, X) -> np.ndarray:
+        raise ValueError("federated runs have no training set a detector could look at")
+
+
+#: Scenario name -> class (instantiated per run with the run's scenario settings).
+SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated)}

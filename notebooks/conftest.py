@@ -1,0 +1,101 @@
+"""How ``make test`` checks the notebooks' printed numbers (loaded by pytest with nbval).
+
+nbval re-runs every notebook and compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with
+their stored outputs. Text that is exact by nature (counts, verdicts, names, tables) is
+compared exactly. Trained models are not bit-exact across processors (the BLAS library
+picks its code path by CPU), so a check cell that prints measured numbers also carries a
+tolerance comment, for example::
+
+    # NBVAL_CHECK_OUTPUT
+    # tolerance 0.03
+
+For such a cell the text around the numbers must match exactly, and every number must be
+within the tolerance of the stored one: ``0.03`` is absolute, ``5%`` is relative to the
+stored value, and ``0.03 5%`` accepts either. ``make test-variants`` measures how far each
+cell's numbers actually move across numeric code paths (see ``tests/numeric_variants.py``).
+
+With ``LAB_CHECK_DUMP=DIR`` in the environment, every checked cell's stored and new
+numbers are appended to ``DIR/checks.jsonl`` (that is how the variants are compared).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from nbval.plugin import IPyNbCell, transform_streams_for_comparison
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+TOLERANCE = re.compile(r"^\s*#\s*tolerance\s+(.+?)\s*$", re.MULTILINE)
+
+
+def parse_tolerance(source: str):
+    """``(absolute, relative)`` from a ``# tolerance ...`` comment, or None without one."""
+    m = TOLERANCE.search(source)
+    if m is None:
+        return None
+    absolute = relative = 0.0
+    for word in m.group(1).split():
+        if word.endswith("%"):
+            relative = float(word[:-1]) / 100
+        else:
+            absolute = float(word)
+    return absolute, relative
+
+
+def numbers(text: str) -> list[float]:
+    """Every number printed in ``text``, in order."""
+    return [float(x) for x in NUMBER.findall(text)]
+
+
+def skeleton(text: str) -> str:
+    """``text`` with every number replaced by ``#``: what must match exactly."""
+    return NUMBER.sub("#", text)
+
+
+def compare_text(ref: str, new: str, tolerance) -> list[str]:
+    """Problems found comparing ``new`` with the stored ``ref`` (empty: they agree)."""
+    if skeleton(ref) != skeleton(new):
+        return [f"text differs beyond its numbers:\n  stored: {ref!r}\n  new:    {new!r}"]
+    absolute, relative = tolerance
+    return [f"number {i}: stored {a:g}, new {b:g} (allowed {max(absolute, relative * abs(a)):g})"
+            for i, (a, b) in enumerate(zip(numbers(ref), numbers(new)))
+            if abs(a - b) > max(absolute, relative * abs(a)) + 1e-12]
+
+
+def _texts(outputs) -> str:
+    parts = []
+    for out in transform_streams_for_comparison(outputs):
+        if "text" in out:
+            parts.append(out["text"])
+        elif "data" in out and "text/plain" in out["data"]:
+            parts.append(out["data"]["text/plain"])
+    return "".join(parts)
+
+
+def _dump(cell, ref: str, new: str) -> None:
+    folder = os.environ.get("LAB_CHECK_DUMP")
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    row = {"notebook": os.path.basename(str(cell.parent.fspath)), "cell": cell.cell_num,
+           "tolerance": parse_tolerance(cell.cell.source), "stored": numbers(ref),
+           "new": numbers(new), "same_text": skeleton(ref) == skeleton(new)}
+    with open(os.path.join(folder, "checks.jsonl"), "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+_exact_compare = IPyNbCell.compare_outputs
+
+
+def _compare_outputs(self, test, ref, skip_compare=None):
+    _dump(self, _texts(ref), _texts(test))
+    tolerance = parse_tolerance(self.cell.source)
+    if tolerance is None:
+        return _exact_compare(self, test, ref, skip_compare)
+    problems = compare_text(_texts(ref), _texts(test), tolerance)
+    self.comparison_traceback = [f"cell {self.cell_num} (# tolerance): {p}" for p in problems]
+    return not problems
+
+
+IPyNbCell.compare_outputs = _compare_outputs

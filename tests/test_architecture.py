@@ -1,0 +1,143 @@
+"""The package's shape: layers import downwards only, no import cycle (at module or function
+level), ``supplychain`` stands apart, and ``python -m labkit scan`` never needs PyTorch."""
+import ast
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "labkit"
+
+#: Top-level name inside labkit -> layer (higher may import lower, never the reverse).
+LAYERS = {
+    "types": 0, "rng": 0, "compute": 0, "data": 0, "models": 0, "metrics": 0,
+    "attacks": 1, "defences": 1, "federated": 1,
+    "registry": 2, "scenarios": 2, "experiment": 2, "contracts": 2,
+    "viz": 3, "widgets": 3, "checks": 3, "lessons": 3, "cli": 3, "bench": 3, "progress": 3, "completion": 3,
+    "__main__": 3,
+}
+APART = "supplychain"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every labkit module ``path`` imports, at module level or inside functions."""
+    mod = _module_name(path)
+    package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("labkit"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("labkit"):
+                continue
+            found.add(target)
+            for a in node.names:   # `from . import models` names a module
+                if (PKG.parent / (target + "." + a.name).replace(".", "/")).with_suffix(".py").exists() or \
+                        (PKG.parent / (target + "." + a.name).replace(".", "/") / "__init__.py").exists():
+                    found.add(target + "." + a.name)
+    return found - {mod}
+
+
+def _graph() -> dict:
+    files = [p for p in PKG.rglob("*.py") if p != PKG / "__init__.py"]
+    return {_module_name(p): {m for m in _imports(p) if m != "labkit"} for p in files}
+
+
+def _top(mod: str) -> str:
+    return mod.split(".")[1] if mod.count(".") else mod
+
+
+GRAPH = _graph()
+
+
+def test_every_module_has_a_layer():
+    unknown = sorted({_top(m) for m in GRAPH} - set(LAYERS) - {APART})
+    assert not unknown, f"give these modules a layer in LAYERS (and in the docs): {unknown}"
+
+
+def test_layers_import_downwards_only():
+    bad = []
+    for mod, deps in GRAPH.items():
+        mine = _top(mod)
+        for dep in deps:
+            theirs = _top(dep)
+            if mine == APART or theirs == APART:
+                if mine == APART and theirs != APART:
+                    bad.append(f"{mod} -> {dep} (supplychain is self-contained)")
+                elif theirs == APART and mine != APART and LAYERS[mine] < 3:
+                    bad.append(f"{mod} -> {dep} (only presentation may use supplychain)")
+                continue
+            if LAYERS[theirs] > LAYERS[mine]:
+                bad.append(f"{mod} (layer {LAYERS[mine]}) -> {dep} (layer {LAYERS[theirs]})")
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_attacks_import_no_defence_registry_or_plot():
+    bad = [(m, d) for m, deps in GRAPH.items() if _top(m) == "attacks" for d in deps
+           if _top(d) in ("defences", "registry", "viz", "widgets", "experiment")]
+    assert not bad, bad
+
+
+def test_no_import_cycle():
+    """Depth-first search over module- and function-level imports."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(GRAPH.get(m, ())):
+            if d not in GRAPH:
+                continue
+            if state.get(d) == "open":
+                cycle = stack[stack.index(d):] + [d]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(GRAPH):
+        if m not in state:
+            visit(m)
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path):
+    """The graph builder sees function-level imports (so the cycle test could fail)."""
+    deps = _imports(PKG / "experiment.py")
+    assert "labkit.registry" in deps and "labkit.models" in deps
+    deps = _imports(PKG / "cli" / "experiments.py")   # imports only inside functions
+    assert "labkit.experiment" in deps and "labkit.registry" in deps
+
+
+def test_scan_works_without_torch_and_starts_fast(tmp_path):
+    """`python -m labkit scan` in an interpreter where `import torch` fails."""
+    f = tmp_path / "config.yaml"
+    f.write_text("model:\n  _target_: os.system\n  command: echo hi\n")
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['labkit', 'scan', %r];"
+            "runpy.run_module('labkit', run_name='__main__')" % str(f))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr          # 1 = findings, not a crash
+    assert "os.system" in proc.stdout
+    assert time.perf_counter() - t0 < 10              # a loose sanity bound; the bench measures it
+
+
+def test_import_labkit_does_not_import_torch():
+    code = "import sys, labkit; labkit.data; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr

@@ -1,0 +1,62 @@
+"""The notebooks' check cells: the tolerance comparison, and the rule that a cell printing
+measured numbers states how far they may move across processors."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+_spec = importlib.util.spec_from_file_location("nb_conftest", ROOT / "notebooks" / "conftest.py")
+nbcheck = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(nbcheck)
+
+
+def test_parse_tolerance():
+    assert nbcheck.parse_tolerance("# NBVAL_CHECK_OUTPUT\nprint(1)") is None
+    assert nbcheck.parse_tolerance("# NBVAL_CHECK_OUTPUT\n# tolerance 0.03\nprint(1)") == (0.03, 0.0)
+    assert nbcheck.parse_tolerance("#tolerance 0.02 5%\n") == (0.02, 0.05)
+
+
+def test_numbers_within_tolerance_pass_and_beyond_fail():
+    ref = "accuracy 0.79, flagged 102, strengths [46.4  5.9]\n"
+    assert nbcheck.compare_text(ref, "accuracy 0.80, flagged 104, strengths [46.0  6.0]\n", (0.03, 0.05)) == []
+    problems = nbcheck.compare_text(ref, "accuracy 0.70, flagged 102, strengths [46.4  5.9]\n", (0.03, 0.05))
+    assert len(problems) == 1 and "0.79" in problems[0] and "0.7" in problems[0]
+    # a count outside 5% fails too
+    assert nbcheck.compare_text(ref, "accuracy 0.79, flagged 120, strengths [46.4  5.9]\n", (0.03, 0.05))
+
+
+def test_text_around_numbers_must_match_exactly():
+    assert nbcheck.compare_text("flipped: True 0.5", "flipped: False 0.5", (0.1, 0.0))
+    assert nbcheck.compare_text("[0.1, 0.2]", "[0.1, 0.2, 0.3]", (0.1, 0.0))
+    # names with digits are words, not numbers
+    assert nbcheck.numbers("k = 10, mnist_28x28, 0.5") == [10.0, 0.5]
+
+
+def _check_cells(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(code):
+        source = "".join(cell["source"])
+        if "NBVAL_CHECK_OUTPUT" in source:
+            text = "".join("".join(o.get("text", "")) for o in cell["outputs"])
+            yield i, source, text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_check_cells_with_measured_decimals_state_a_tolerance(path):
+    """A decimal printed by a check cell comes from a trained model or a sample: it needs a
+    tolerance. Exact cells print counts, verdicts, names and tables."""
+    loose = [i for i, source, text in _check_cells(path)
+             if nbcheck.parse_tolerance(source) is None
+             and any(x != int(x) for x in nbcheck.numbers(text))]
+    assert not loose, f"{path.name}: check cells {loose} print decimals but state no '# tolerance'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_check_cells_are_executed_and_print_something(path):
+    empty = [i for i, _, text in _check_cells(path) if not text.strip()]
+    assert not empty, f"{path.name}: check cells {empty} have no stored output to compare"
