@@ -19,9 +19,6 @@ See Also: instructor/README.md (how an instructor reads the room's progress)
 """
 from __future__ import annotations
 
-import base64
-import getpass
-import hashlib
 import hmac
 import json
 import os
