@@ -65,7 +65,8 @@ c.Spawner.environment = {
 c.JupyterHub.services = [
     {"name": "idle-culler",
      "command": [str(ROOT / "hubenv" / "bin" / "python"), "-m", "jupyterhub_idle_culler",
-                 f"--timeout={int(S['cull_timeout'])}", "--cull-every=300"]},
+                 f"--timeout={int(S['cull_timeout'])}",
+                 f"--cull-every={max(10, min(300, int(S['cull_timeout']) // 2))}"]},
     {"name": "loadtest", "api_token": S["service_token"]},
 ]
 c.JupyterHub.load_roles = [

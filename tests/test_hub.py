@@ -3,7 +3,7 @@ and the sizing arithmetic that turns the load test's numbers into a server (alwa
 
 Learner A cannot read B's home folder, reach B's server or kernels (token or cookie), and is not
 a hub admin; the instructor is. Servers run as the learner's own OS user, with TMPDIR inside
-their home and their cgroup's memory limit.
+their home and their cgroup's memory limit. Idle servers are culled.
 
 Run with ``make hub-test`` (as root; it installs the hub environment under /opt/poisoning-lab
 first, then sets LAB_HUB_TEST=1). The accounts hubtesta, hubtestb and hubtestadmin are made
@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,38 @@ def test_kernel_runs_as_the_learner_with_a_private_temp_folder(hub):
     folder = cgroups.dirs(A, own=hub["cgroup_parent"])["memory"]
     limit_file = folder / ("memory.limit_in_bytes" if cgroups.mode() == "v1" else "memory.max")
     assert int(limit_file.read_text()) == 2 * 2**30
+
+
+@needs_hub
+def test_idle_servers_are_culled():
+    """A second, short-lived hub whose culler stops servers idle for 30 s (checked every 15 s)."""
+    import hubctl
+    from hubclient import Hub
+
+    state, name = ROOT / "state-test-cull", "hubtestc"
+    hubctl.stop(root=ROOT, state=state)
+    hubctl.remove_users([name])
+    hubctl.ensure_users([name])
+    try:
+        s = hubctl.start(root=ROOT, state=state, learners=[name], admin=ADMIN, port=18766, hub_port=18082,
+                         proxy_api_port=18002, cull_timeout=30)
+
+        async def go():
+            h = Hub("http://127.0.0.1:18766")
+            token = await h.user_token(s["service_token"], name, note="test")
+            await h.start_server(name, token)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 120:
+                if not (await h.api("GET", f"/users/{name}", token=token)).get("servers"):
+                    return time.monotonic() - t0
+                await asyncio.sleep(2)
+            return None
+        idle_for = asyncio.run(go())
+    finally:
+        hubctl.stop(root=ROOT, state=state)
+        hubctl.remove_users([name])
+        shutil.rmtree(state, ignore_errors=True)
+    assert idle_for is not None and idle_for >= 15, idle_for   # culled, and not at once
 
 
 # ---- sizing (deploy/sizing.py): no hub needed ------------------------------------------------
