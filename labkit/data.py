@@ -28,7 +28,7 @@ import numpy as np
 from .types import Dataset, as_rng
 
 __all__ = ["Split", "digits", "mnist_sample", "mnist", "fashion_mnist", "cifar10", "load",
-           "LOADERS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
+           "DATASETS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
 
 #: The lab's own data folder (``data/`` next to ``labkit/``); downloads are cached here.
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -175,15 +175,15 @@ def cifar10(*, root=None, download: bool = True, n_train: Optional[int] = None, 
 
 
 #: Name -> loader, as the command line's ``--dataset`` spells them.
-LOADERS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist,
+DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist,
            "fashion_mnist": fashion_mnist, "cifar10": cifar10}
 
 
 def load(name: str, *, seed: int = 0) -> Split:
-    """Load a dataset by name (one of :data:`LOADERS`)."""
-    if name not in LOADERS:
-        raise KeyError(f"unknown dataset {name!r}; choose from {', '.join(LOADERS)}")
-    return LOADERS[name](seed=seed)
+    """Load a dataset by name (one of :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return DATASETS[name](seed=seed)
 
 
 def write_manifest(path=None) -> Path:

@@ -178,7 +178,7 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: Optional[str] = 
     defence : str, optional
         A name from the attack's ``defences``; any other raises ``ValueError`` at once.
     dataset : str, optional
-        A name from :data:`labkit.data.LOADERS`; default: where the attack's scenario works
+        A name from :data:`labkit.data.DATASETS`; default: where the attack's scenario works
         (``mnist_sample`` for fine-tuning, ``digits`` otherwise). Ignored with ``split``.
     seed : int
         Seeds the split, the attack, the targets and every training run.

@@ -131,10 +131,10 @@ def _cmd_challenge(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``audit``, ``manifest`` and ``challenge``."""
-    from ..data import LOADERS
+    from ..data import DATASETS
 
     def data_args(p):
-        p.add_argument("--dataset", default=None, choices=sorted(LOADERS),
+        p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                        help="default: digits (with --attack: where that attack works)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--npz", default=None, help="an .npz file with arrays X (n,[C,]H,W) in [0,1] and y")

@@ -112,7 +112,7 @@ def cmd_tour(args) -> int:
 
 def add_parser(sub) -> None:
     """Register ``list``, ``run`` and ``tour``."""
-    from ..data import LOADERS
+    from ..data import DATASETS
 
     p = sub.add_parser("list", help="registered attacks and defences")
     p.add_argument("--json", action="store_true", help="the registry as one JSON document")
@@ -121,7 +121,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run one attack, optionally against one defence that applies to it")
     p.add_argument("attack")
     p.add_argument("--defence", default=None)
-    p.add_argument("--dataset", default=None, choices=sorted(LOADERS),
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: where the attack's scenario works")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=None, help="the attack's budget in (0, 1]")
