@@ -12,7 +12,7 @@ the threads as it does for a learner. Two places are measured:
   child group with ``cpu.max`` (cgroup v2), moves the measured process into it and removes
   it afterwards. Where no group can be made (not root, no cpu controller) the output says
   so and that column is skipped.
-- ``free``: no quota, on the cores the machine has (two here); the load average at the
+- ``free``: no quota, on the cores the machine has; the load average at the
   time is printed next to the table, since other work on the machine slows this column.
 
 :func:`notebook_costs` executes each notebook in a fresh kernel (as nbval does). Per
@@ -164,7 +164,8 @@ def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
     """Execute notebooks (default: all in ``notebooks/``) in fresh kernels and measure each.
 
     The kernel gets :func:`learner_env`; with ``group`` (from :func:`one_cpu_group`) it runs
-    in that cgroup. Returns one dict per notebook (see the module docstring for the fields).
+    in that cgroup. Returns one dict per notebook (see the module docstring for the fields;
+    ``cells`` lists the kernel's resident and peak memory after each code cell).
     The notebooks on disk are not modified.
     """
     import nbformat
@@ -188,10 +189,14 @@ def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
                 if group is not None and group.path is not None:
                     group.add(pid)
                 t0, c0 = time.perf_counter(), _cpu_seconds(pid)
-                error = ""
+                error, per_cell = "", []
                 try:
                     for index, cell in enumerate(nb.cells[1:], start=1):
                         client.execute_cell(cell, index)
+                        if cell.cell_type == "code":
+                            per_cell.append({"cell": index - 1, "rss_mb": round(_status_kb(pid, "VmRSS") / 1024),
+                                             "peak_rss_mb": round(_status_kb(pid, "VmHWM") / 1024),
+                                             "source": cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""})
                 except Exception as exc:                    # report the row, do not stop the bench
                     error = f"cell {index - 1}: {type(exc).__name__}"
                 seconds, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - c0
@@ -199,7 +204,7 @@ def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
                 cuda = cuda_only_rss_mb(pid)
             rows.append({"notebook": path.name, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
                          "peak_rss_mb": round(peak), "cuda_only_mb": round(cuda),
-                         "peak_rss_cpu_only_mb": round(peak - cuda), "error": error})
+                         "peak_rss_cpu_only_mb": round(peak - cuda), "error": error, "cells": per_cell})
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -354,6 +359,16 @@ def _load() -> str:
         return ""
 
 
+def _print_cells(rows):
+    for r in rows:
+        print(f"\n{r['notebook']}: kernel memory after each code cell (MB)")
+        last = None
+        for c in r["cells"]:
+            grew = "" if last is None else f"{c['rss_mb'] - last:+5d}"
+            print(f"  cell {c['cell']:>3}  RSS {c['rss_mb']:5d} {grew:>6}  peak {c['peak_rss_mb']:5d}  {c['source']}")
+            last = c["rss_mb"]
+
+
 def _print_notebooks(rows, where):
     print(f"\nnotebooks, {where} ({_load()}):")
     print(f"  {'notebook':<34} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12} {'w/o CUDA MB':>12}")
@@ -392,6 +407,8 @@ def _cmd(args) -> int:
                 res["notebooks"] = notebook_costs(args.notebook or None, group=group)
                 if not args.json:
                     _print_notebooks(res["notebooks"], label)
+                    if args.cells:
+                        _print_cells(res["notebooks"])
             if not args.notebooks_only:
                 code = "import json; from labkit.bench import widget_latency; print(json.dumps(widget_latency()))"
                 res["widgets"] = json.loads(_in_child(code, group).strip().splitlines()[-1])
@@ -416,5 +433,6 @@ def add_parser(subparsers) -> None:
                    help="under a one-CPU cgroup quota, without a quota, or both (default)")
     p.add_argument("--memory", action="store_true",
                    help="resident memory after each step of a lesson (import torch, data, caches, figures)")
+    p.add_argument("--cells", action="store_true", help="also the kernel's memory after each code cell")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)
