@@ -234,6 +234,17 @@ def _move(control) -> None:
         control.value = control.value + step if control.value + step <= control.max else control.value - step
 
 
+def _with_render(box) -> dict:
+    """The panel's update time plus the PNG encoding a kernel's ``display()`` adds (outside a
+    kernel ``display()`` prints text): ``seconds`` in all, ``render_s`` of it the PNG."""
+    import io
+
+    t0 = time.perf_counter()
+    box.figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    render = time.perf_counter() - t0
+    return {"seconds": round(box.last_seconds + render, 2), "render_s": round(render, 2)}
+
+
 def widget_latency() -> list[dict]:
     """Seconds per update of every ``*_explorer`` widget, for one change of each control.
 
@@ -242,7 +253,8 @@ def widget_latency() -> list[dict]:
     not apply) is first made to apply by moving a dropdown (those moves are rows too).
     Widgets that need
     the notebook's data get it as their notebook builds it. Returns one dict per (widget,
-    control); ``"(first draw)"`` is the build, which a notebook pays once.
+    control), see :func:`_with_render`; ``"(first draw)"`` is the build, which a notebook
+    pays once. The browser's own share (transfer, drawing) is measured by ``make ui-test``.
     """
     import io
 
@@ -256,11 +268,11 @@ def widget_latency() -> list[dict]:
     for name in sorted(n for n in dir(widgets) if n.endswith("_explorer")):
         with contextlib.redirect_stdout(io.StringIO()):   # outside a kernel, display() prints
             box = getattr(widgets, name)(*inputs.get(name, ()))
-        rows.append({"widget": name, "control": "(first draw)", "seconds": round(box.last_seconds, 2)})
+        rows.append({"widget": name, "control": "(first draw)", **_with_render(box)})
         def change(cname):
             with contextlib.redirect_stdout(io.StringIO()):
                 _move(box.controls[cname])
-            rows.append({"widget": name, "control": cname, "seconds": round(box.last_seconds, 2)})
+            rows.append({"widget": name, "control": cname, **_with_render(box)})
 
         for cname, control in box.controls.items():
             for other, c in box.controls.items():         # make it apply: move a dropdown
@@ -380,7 +392,8 @@ def _print_notebooks(rows, where):
 def _print_widgets(rows, where):
     print(f"\nwidgets, seconds per change, {where} ({_load()}):")
     for r in rows:
-        print(f"  {r['widget']:<28} {r['control']:<16} {r['seconds']:6.2f} s", flush=True)
+        print(f"  {r['widget']:<28} {r['control']:<16} {r['seconds']:6.2f} s  (PNG {r['render_s']:.2f} s)",
+              flush=True)
 
 
 def _cmd(args) -> int:
