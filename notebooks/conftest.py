@@ -63,14 +63,15 @@ def compare_text(ref: str, new: str, tolerance) -> list[str]:
             if abs(a - b) > max(absolute, relative * abs(a)) + 1e-12]
 
 
-def _texts(outputs) -> str:
+def texts(outputs) -> str:
+    """The printed text of a cell's outputs (stdout, stderr, plain-text results), in order."""
     parts = []
-    for out in transform_streams_for_comparison(outputs):
-        if "text" in out:
-            parts.append(out["text"])
+    for out in transform_streams_for_comparison(outputs):   # streams become {name: text}
+        if out.get("output_type") == "stream":
+            parts += [out.get("stdout", ""), out.get("stderr", "")]
         elif "data" in out and "text/plain" in out["data"]:
             parts.append(out["data"]["text/plain"])
-    return "".join(parts)
+    return "".join("".join(p) if isinstance(p, list) else p for p in parts)
 
 
 def _dump(cell, ref: str, new: str) -> None:
@@ -89,11 +90,11 @@ _exact_compare = IPyNbCell.compare_outputs
 
 
 def _compare_outputs(self, test, ref, skip_compare=None):
-    _dump(self, _texts(ref), _texts(test))
+    _dump(self, texts(ref), texts(test))
     tolerance = parse_tolerance(self.cell.source)
     if tolerance is None:
         return _exact_compare(self, test, ref, skip_compare)
-    problems = compare_text(_texts(ref), _texts(test), tolerance)
+    problems = compare_text(texts(ref), texts(test), tolerance)
     self.comparison_traceback = [f"cell {self.cell_num} (# tolerance): {p}" for p in problems]
     return not problems
 

@@ -60,3 +60,34 @@ def test_check_cells_with_measured_decimals_state_a_tolerance(path):
 def test_check_cells_are_executed_and_print_something(path):
     empty = [i for i, _, text in _check_cells(path) if not text.strip()]
     assert not empty, f"{path.name}: check cells {empty} have no stored output to compare"
+
+
+def _tiny_notebook(path, printed: str, stored: str, tolerance: str | None):
+    import nbformat
+
+    marker = "# NBVAL_CHECK_OUTPUT\n" + (f"# tolerance {tolerance}\n" if tolerance else "")
+    cell = nbformat.v4.new_code_cell(marker + f"print({printed!r})", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("printed,stored,tolerance,passes", [
+    ("accuracy 0.80", "accuracy 0.79", "0.03", True),     # within the stated tolerance
+    ("accuracy 0.70", "accuracy 0.79", "0.03", False),    # beyond it
+    ("accuracy 0.80", "accuracy 0.79", None, False),      # no tolerance: exact
+    ("flipped: False", "flipped: True", "0.5", False),    # words are always exact
+])
+def test_nbval_with_the_tolerance_plugin_end_to_end(tmp_path, printed, stored, tolerance, passes):
+    """A real nbval run over a one-cell notebook, with notebooks/conftest.py loaded."""
+    import shutil
+    import subprocess
+    import sys
+
+    nb = tmp_path / "check.ipynb"
+    _tiny_notebook(nb, printed, stored, tolerance)
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "-p", "no:xdist", str(nb)], cwd=tmp_path, capture_output=True, text=True)
+    assert (proc.returncode == 0) == passes, proc.stdout[-2000:]
