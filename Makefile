@@ -47,7 +47,7 @@ clean:
 # Browser check of the widgets in a real JupyterLab (needs Debian's chromium; not run by CI).
 ui-test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
-	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet $(PIP_SRC) playwright
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet $(PIP_SRC) playwright || $(PY) -m pip install --quiet playwright
 	$(PY) tests/ui_check.py $(UI_ARGS)
 
 # ---- workshops: offline wheelhouse and the multi-user hub (deploy/README.md) ----------------
