@@ -12,7 +12,7 @@ leaves the figure unchanged, and on a check cell (``# NBVAL_CHECK_OUTPUT``) whos
 JupyterLab differs from the stored one beyond its ``# tolerance`` (the notebook is saved
 from the browser and read back). Screenshots of each panel before and after go to OUT_DIR.
 
-Usage: python tests/ui_check.py [--out OUT_DIR] [NOTEBOOK ...]
+Usage: python tests/ui_check.py [--out OUT_DIR] [--kernel-env NAME=VALUE] [NOTEBOOK ...]
 
 The last line printed is the summary, e.g.
 ``ui-test: 4 notebooks, 25 controls moved, 0 console errors, 0 check cells differ``.
@@ -111,7 +111,7 @@ def check_cells(stored_nb: Path, saved_nb: Path, conftest) -> list[dict]:
 class Lab:
     """A JupyterLab server on a free port over a scratch copy of the notebooks."""
 
-    def __init__(self):
+    def __init__(self, kernel_env=None):
         self.work = Path(tempfile.mkdtemp(prefix="labkit-ui-work-"))
         shutil.copytree(ROOT / "notebooks", self.work / "notebooks")
         settings = self.work / "home/.jupyter/lab/user-settings/@jupyterlab/apputils-extension"
@@ -122,6 +122,7 @@ class Lab:
         env = {**os.environ, "HOME": str(self.work / "home")}
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LABKIT_THREADS"):
             env.pop(var, None)          # the kernels get what a learner's kernel gets
+        env.update(kernel_env or {})
         self.log = open(self.work / "jupyter.log", "w")
         self.server = subprocess.Popen(
             [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--allow-root",
@@ -286,13 +287,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("notebooks", nargs="*", help="default: every notebook with a labkit widget")
     ap.add_argument("--out", default=None, help="screenshots and result.json (default: a temp dir)")
+    ap.add_argument("--kernel-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a variable for the kernels, e.g. LABKIT_THREADS=2 (default: none)")
     args = ap.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="labkit-ui-"))
     out.mkdir(parents=True, exist_ok=True)
     notebooks = args.notebooks or widget_notebooks()
     conftest = _conftest()
     t_start, results, failures = time.time(), [], []
-    lab = Lab()
+    lab = Lab(dict(kv.split("=", 1) for kv in args.kernel_env))
     try:
         with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
             ctx = p.chromium.launch_persistent_context(profile, executable_path="/usr/bin/chromium",
