@@ -40,28 +40,17 @@ def _lessons() -> SimpleNamespace:
     module that moves needs its import changed here only).
 
     ``clean_label_trial(setting, target_idx, wanted_class, **kw)`` is lesson 3's one trial.
-    The second branch serves the package layout before ``labkit/lessons/``.
     """
     from .attacks.backdoor import POSITIONS, backdoor_params
     from .defences.aggregation import RULES
     from .experiment import run
+    from .federated import MALICIOUS_UPDATES
+    from .lessons.l03 import attack_trial, lesson_setting
+    from .lessons.l04 import federated_table, try_target
 
-    try:
-        from .federated import MALICIOUS_UPDATES
-        from .lessons.l03 import attack_trial, lesson_setting
-        from .lessons.l04 import federated_table, try_target
-
-        def clean_label_trial(s, t, wanted, **kw):
-            return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
-                                target_class=wanted, guard=s["guard"], **kw)
-    except ImportError:
-        from .attacks.clean_label import attack_trial, lesson_setting
-        from .attacks.federated import ATTACKS as MALICIOUS_UPDATES, federated_table
-        from .attacks.gradient import try_target
-
-        def clean_label_trial(s, t, wanted, **kw):
-            return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
-                                base_class=wanted, guard=s["guard"], **kw)
+    def clean_label_trial(s, t, wanted, **kw):
+        return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
+                            target_class=wanted, guard=s["guard"], **kw)
 
     return SimpleNamespace(run=run, backdoor_params=backdoor_params, positions=tuple(POSITIONS),
                            lesson_setting=lesson_setting, clean_label_trial=clean_label_trial,
