@@ -216,11 +216,6 @@ def dataset_preview(data: Dataset, n: int = 20):
     return image_grid(data.X[idx], [str(v) for v in data.y[idx]], ncols=10)
 
 
-def _detection_of(result):
-    """The defence's :class:`~labkit.types.Detection` of a run (``verdict``; ``found`` before)."""
-    return getattr(result, "verdict", getattr(result, "found", None))
-
-
 def run_summary(result, *, note: str = "", ax=None):
     """Bar chart of one :class:`~labkit.types.RunResult`: clean accuracy (and attack success)
     without attack, attacked, and (with a defence) attacked + defended; the settings and the
@@ -248,7 +243,7 @@ def run_summary(result, *, note: str = "", ax=None):
     ax.set_xlabel("training data")
     _legend(ax, outside=True)
     title = f"{human(result.attack)}: {describe(result.params)}"
-    found = _detection_of(result)
+    found = result.verdict
     if result.defence and found is not None:
         own = {k: v for k, v in found.params.items()
                if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "suspect_class"}

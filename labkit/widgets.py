@@ -214,9 +214,9 @@ def _defence_figure(result, defence: str, settings: dict):
     """The run's bars and, for activation clustering, the per-class split with its thresholds."""
     import matplotlib.pyplot as plt
 
-    from .viz import _detection_of, clustering_summary, describe, human, run_summary
+    from .viz import clustering_summary, describe, human, run_summary
 
-    found = _detection_of(result)          # a detector's own settings are in the title already
+    found = result.verdict                 # a detector's own settings are in the title already
     note = "" if found is not None else f"{human(defence)} settings: {describe(settings)}"
     if defence != "activation_clustering" or found is None:
         return run_summary(result, note=note)

@@ -1,6 +1,5 @@
 """Every plot in labkit.viz draws on tiny arrays, labels its axes and titles itself in words
 (no raw dicts, no list brackets)."""
-import dataclasses
 import types
 
 import matplotlib
@@ -15,8 +14,6 @@ from labkit import viz  # noqa: E402
 from labkit.types import Dataset, Detection, RunResult, make_poisoned  # noqa: E402
 
 RNG = np.random.default_rng(0)
-#: RunResult's field holding the defence's Detection (renamed from "found" to "verdict")
-DETECTION_FIELD = next(f.name for f in dataclasses.fields(RunResult) if f.name in ("verdict", "found"))
 
 
 def tiny_data(n=24, classes=3):
@@ -42,7 +39,7 @@ def tiny_result(defence="knn_sanitisation"):
                      attack_success=0.4, clean_accuracy_defended=0.9 if defence else None,
                      attack_success_defended=0.1 if defence else None,
                      detection={"precision": 0.8, "recall": 0.6} if defence else None,
-                     **{DETECTION_FIELD: det if defence else None})
+                     verdict=det if defence else None)
 
 
 def fed(acc):
