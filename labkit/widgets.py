@@ -62,7 +62,7 @@ _BUSY_CSS = ("<style>.labkit-busy {opacity: 0.35; transition: opacity 0.2s;}"
              " .labkit-status {font-size: 0.9em; color: #555;}</style>")
 
 
-def panel(fn: Callable, *, title: str = "", enable: Optional[Callable] = None, cache: int = 12,
+def panel(fn: Callable, *, title: str = "", enable: Optional[Callable] = None, cache: int = 8,
           **controls):
     """A VBox of ``controls`` and a status line above an Output showing ``fn(**values)``.
 
