@@ -14,7 +14,7 @@ from __future__ import annotations
 from .lessons import load_all
 from .lessons.exercises import EXERCISES, Exercise, exercise, one_of
 
-__all__ = ["check", "hint", "solution", "exercise", "one_of", "EXERCISES"]
+__all__ = ["check", "hint", "solution", "exercise", "one_of", "EXERCISES", "Verdict"]
 
 load_all()   # every lesson registers its exercises
 
@@ -25,19 +25,45 @@ def _get(name: str) -> "Exercise":
     return EXERCISES[name]
 
 
-def check(name: str, answer) -> bool:
-    """Check ``answer`` for exercise ``name``; prints a verdict and returns True/False."""
+class Verdict:
+    """What :func:`check` returns: true when the answer passed. It shows nothing when it ends
+    a notebook cell, because the printed feedback already says it."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool):
+        self.passed = bool(passed)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other) -> bool:
+        return self.passed == bool(other)
+
+    def __hash__(self) -> int:
+        return hash(self.passed)
+
+    def __repr__(self) -> str:
+        return f"Verdict(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing (IPython calls this instead of showing the repr)."""
+
+
+def check(name: str, answer) -> Verdict:
+    """Check ``answer`` for exercise ``name``: prints the feedback, returns a :class:`Verdict`
+    (true when the answer passed)."""
     ex = _get(name)
     if answer is None or answer is Ellipsis:
         print(f"[{name}] not answered yet: replace the placeholder, then run this cell again. "
               f"Stuck? lk.checks.hint({name!r})")
-        return False
+        return Verdict(False)
     passed, message = ex.checker(answer)
     print(f"[{name}] {'correct' if passed else 'not yet'}: {message}")
     if passed:
         from .completion import announce   # prints a completion code in a workshop, else nothing
         announce(name)
-    return bool(passed)
+    return Verdict(passed)
 
 
 def hint(name: str) -> None:

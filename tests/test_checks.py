@@ -4,7 +4,7 @@ import labkit as lk
 
 
 def test_unanswered_exercise_does_not_raise(capsys):
-    assert lk.checks.check("l1_certified_radius", None) is False
+    assert not lk.checks.check("l1_certified_radius", None)
     assert "not answered yet" in capsys.readouterr().out
 
 
@@ -30,3 +30,20 @@ def test_named_choice_exercises_ignore_case_and_spacing():
 def test_unknown_exercise_names_the_known_ones():
     with pytest.raises(KeyError, match="l1_certified_radius"):
         lk.checks.check("nope", 1)
+
+
+def test_check_returns_a_verdict_that_a_notebook_does_not_display(capsys):
+    right = lk.checks.check("l0_which_metric", "attack_success")
+    wrong = lk.checks.check("l0_which_metric", "clean_accuracy")
+    assert right and not wrong and right == True and wrong == False   # noqa: E712
+    assert right._ipython_display_() is None                 # IPython shows nothing for it
+    out = capsys.readouterr().out
+    assert "[l0_which_metric] correct" in out and "[l0_which_metric] not yet" in out
+
+
+@pytest.mark.parametrize("name", ["l6_allow_list", "l6_scan_allow", "l6_tampered"])
+def test_lesson6_exercises_are_in_the_one_registry(name, capsys):
+    assert name in lk.checks.EXERCISES
+    assert not lk.checks.check(name, None)
+    lk.checks.solution(name)
+    assert "solution" in capsys.readouterr().out
