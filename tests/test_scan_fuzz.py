@@ -20,7 +20,7 @@ FAST = settings(max_examples=120, deadline=None, derandomize=True,
 KINDS_OK = {"clean", "flagged"}
 
 
-def verdict(data: bytes) -> str:
+def check_verdict(data: bytes) -> str:
     r = scan_bytes(data, name="fuzz")
     assert isinstance(r, ScanReport)
     assert r.verdict in KINDS_OK
@@ -40,7 +40,7 @@ def test_pickle_machine_never_crashes_and_stays_linear(parts):
     assert isinstance(run, PickleRun)
     assert run.ops <= len(data) and run.end <= len(data)
     assert all(0 <= pos < max(1, len(data)) for _, pos in run.imports)
-    verdict(data)
+    check_verdict(data)
 
 
 def _zip(members: dict) -> bytes:
@@ -78,13 +78,13 @@ FLIPS = st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6)
 @FAST
 @given(MEMBERS, FLIPS, st.floats(0.1, 1.0), st.binary(max_size=40))
 def test_zip_reading(members, flips, cut, prefix):
-    verdict(prefix + _mutate(_zip(members), flips, cut))
+    check_verdict(prefix + _mutate(_zip(members), flips, cut))
 
 
 @FAST
 @given(MEMBERS, FLIPS, st.floats(0.1, 1.0))
 def test_tar_reading(members, flips, cut):
-    verdict(_mutate(_tar(members), flips, cut))
+    check_verdict(_mutate(_tar(members), flips, cut))
 
 
 @FAST
@@ -94,7 +94,7 @@ def test_npy_reading(descr, junk, body, major):
     header = (f"{{'descr': {descr}, 'fortran_order': False, 'shape': (2,), }}" + junk).encode(
         "utf-8", "surrogatepass") + b"\n"
     size = struct.pack("<H", len(header)) if major == 1 else struct.pack("<I", len(header))
-    verdict(b"\x93NUMPY" + bytes([major, 0]) + size + header + body)
+    check_verdict(b"\x93NUMPY" + bytes([major, 0]) + size + header + body)
 
 
 @FAST
@@ -105,7 +105,7 @@ def test_npy_reading(descr, junk, body, major):
        st.integers(-3, 3), st.binary(max_size=30))
 def test_safetensors_reading(meta, skew, tail):
     header = json.dumps({"__metadata__": meta}).encode()
-    verdict(struct.pack("<Q", max(0, len(header) + skew)) + header + tail)
+    check_verdict(struct.pack("<Q", max(0, len(header) + skew)) + header + tail)
 
 
 CONFIG_TEXT = st.text(alphabet=st.sampled_from(list("ab_:-[]{}#!&*${}.=\"' \n\t0123456789")),
@@ -115,7 +115,7 @@ CONFIG_TEXT = st.text(alphabet=st.sampled_from(list("ab_:-[]{}#!&*${}.=\"' \n\t0
 @FAST
 @given(CONFIG_TEXT, st.sampled_from(["utf-8", "utf-16", "utf-16-le", "utf-32", "utf-8-sig"]))
 def test_config_readings(text, encoding):
-    verdict(text.encode(encoding, "surrogatepass"))
+    check_verdict(text.encode(encoding, "surrogatepass"))
 
 
 @FAST
@@ -125,7 +125,7 @@ def test_deep_nesting_is_a_finding_or_clean_never_a_crash(depth, opener):
         text = "".join("  " * i + "- \n" for i in range(min(depth, 400))) + "  " * 400 + "x\n"
     else:
         text = opener * depth + "1" + ("]" if opener == "[" else "}") * depth
-    verdict(text.encode())
+    check_verdict(text.encode())
 
 
 def test_compressed_wrappers_never_crash():
@@ -137,6 +137,6 @@ def test_compressed_wrappers_never_crash():
     inner = b"\x80\x04N."
     for blob in (gzip.compress(inner), bz2.compress(inner), lzma.compress(inner),
                  lzma.compress(inner, format=lzma.FORMAT_ALONE), zlib.compress(inner)):
-        assert verdict(blob) == "clean"
+        assert check_verdict(blob) == "clean"
         for cut in (1, len(blob) // 2, len(blob) - 1):
-            assert verdict(blob[:cut]) in KINDS_OK
+            assert check_verdict(blob[:cut]) in KINDS_OK
