@@ -43,5 +43,5 @@ def _tampered(answer):
 for _name, _fn in (("l6_allow_list", sx.check_allow_list), ("l6_scan_allow", sx.check_scan_allow),
                    ("l6_tampered", None)):
     _n = EXERCISES_6[_name]
-    exercise(_name, hint=sx._HINTS[_n], solution=sx._SOLUTIONS[_n])(
+    exercise(_name, hint=sx.HINTS[_n], solution=sx.SOLUTIONS[_n])(
         _tampered if _fn is None else _as_checker(_fn))

@@ -30,7 +30,7 @@ from .payloads import ZOO_TARGETS, build, make_workdir
 from .scanner import find_targets, scan_file
 
 __all__ = ["check_allow_list", "check_scan_allow", "check_tampered", "tamper_demo",
-           "hint", "solution", "CONFIG_BENIGN", "CONFIG_MALICIOUS"]
+           "hint", "solution", "HINTS", "SOLUTIONS", "CONFIG_BENIGN", "CONFIG_MALICIOUS"]
 
 CONFIG_BENIGN = ("yaml_allowed_targets", "safetensors_meta_allowed")
 CONFIG_MALICIOUS = ("yaml_target_open", "yaml_target_write_text", "json_hf_config",
@@ -178,14 +178,14 @@ def check_tampered(answer, *, lock: str | Path) -> bool:
     return False
 
 
-_HINTS = {
+HINTS = {
     1: "List exactly the names the benign configs use, no more: "
        "sc.scanner.find_targets(sc.read_config(path)) shows them.",
     2: "The scanner has no default _target_ allow-list: it needs the same exact names "
        "the benign configs use, and nothing broader.",
     3: "lk.supplychain.pinning.verify_all(lock) says which pinned file no longer matches.",
 }
-_SOLUTIONS = {
+SOLUTIONS = {
     1: f"MY_ALLOW = {set(ZOO_TARGETS)!r}",
     2: f"SCAN_ALLOW = {set(ZOO_TARGETS)!r}",
     3: "TAMPERED = [k for k, ok in lk.supplychain.pinning.verify_all(LOCK).items() "
@@ -195,9 +195,9 @@ _SOLUTIONS = {
 
 def hint(n: int) -> None:
     """Print the hint for exercise ``n`` (1, 2 or 3)."""
-    print(_HINTS.get(n, f"no exercise {n}: choose 1, 2 or 3"))
+    print(HINTS.get(n, f"no exercise {n}: choose 1, 2 or 3"))
 
 
 def solution(n: int) -> None:
     """Print a solution for exercise ``n``."""
-    print(_SOLUTIONS.get(n, f"no exercise {n}: choose 1, 2 or 3"))
+    print(SOLUTIONS.get(n, f"no exercise {n}: choose 1, 2 or 3"))
