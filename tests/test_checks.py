@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 
 import labkit as lk
+from labkit.defences.dpa import certified_radius
 
 
 def test_unanswered_exercise_does_not_raise(capsys):
@@ -11,6 +13,7 @@ def test_unanswered_exercise_does_not_raise(capsys):
 def test_lesson1_exercises(capsys):
     assert lk.checks.check("l1_certified_radius", 2)
     assert not lk.checks.check("l1_certified_radius", 4)
+    assert not lk.checks.check("l1_certified_radius", 1)   # 2r + 1 <= 4 without the tie rule
     assert lk.checks.check("l1_which_evades", "optimised")
     assert not lk.checks.check("l1_which_evades", "random")
     assert lk.checks.check("l1_sanitiser_settings", {"k": 10, "eta": 0.5})
@@ -47,3 +50,45 @@ def test_lesson6_exercises_are_in_the_one_registry(name, capsys):
     assert not lk.checks.check(name, None)
     lk.checks.solution(name)
     assert "solution" in capsys.readouterr().out
+
+
+def test_dpa_radius_follows_the_rule_the_lesson_states():
+    # notebook 01 section 7: a lead of 2r + 1 is always enough; a lead of 2r is enough
+    # against a rival with a larger class index (the winner keeps ties against it).
+    pred, radius = certified_radius([[0, 0, 0, 21, 0, 0, 0, 0, 17, 12],
+                                     [0, 17, 0, 21, 0, 0, 0, 0, 0, 12]])
+    assert pred.tolist() == [3, 3]
+    assert radius.tolist() == [2, 1]   # lead 4 over class 8, then over class 1
+
+
+def test_lesson3_knn_k_exercise(capsys):
+    assert lk.checks.check("l3_knn_k", 39)
+    assert not lk.checks.check("l3_knn_k", 38)   # 19 against 19: a tie
+    assert not lk.checks.check("l3_knn_k", 41)   # counts the poison as its own neighbour
+    assert not lk.checks.check("l3_knn_k", "many")
+    out = capsys.readouterr().out
+    assert "[l3_knn_k] correct" in out and out.count("[l3_knn_k] not yet") == 3
+
+
+@pytest.fixture(scope="module")
+def backdoor_victim():
+    poisoned = lk.attacks.add_backdoor(lk.data.digits(seed=0).train, rate=0.05, rng=0)
+    model = lk.models.train(poisoned, seed=0)
+    return poisoned, lk.models.embed(model, poisoned.X)
+
+
+def test_lesson2_rows_to_drop_accepts_the_notebooks_suggestions(backdoor_victim):
+    poisoned, feats = backdoor_victim
+    ac = lk.defences.activation_clustering(feats, poisoned.y, rng=0)
+    assert lk.checks.check("l2_rows_to_drop", ac.flagged_idx)        # the placeholder's example
+    ss = lk.defences.spectral_signature(feats, poisoned.y, expected_rate=0.04)
+    assert ss.flagged_idx.size <= 100
+    assert lk.checks.check("l2_rows_to_drop", ss.flagged_idx)        # "a smaller expected_rate"
+
+
+def test_lesson2_rows_to_drop_rejects_a_budget_spent_on_clean_rows(backdoor_victim, capsys):
+    poisoned, _ = backdoor_victim
+    clean = np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)
+    assert not lk.checks.check("l2_rows_to_drop", clean[:100])
+    assert not lk.checks.check("l2_rows_to_drop", np.arange(101))    # over the 100-row budget
+    assert "0 of 67 poisons" in capsys.readouterr().out
