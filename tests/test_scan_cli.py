@@ -41,6 +41,22 @@ def test_exit_codes_and_text(files, capsys):
     assert cli.main([str(files["state_dict"].parent / "missing.pt")]) == 2
 
 
+def test_cli_summary_goes_to_stderr_and_scan_prints_it_on_stdout(files, capsys):
+    paths = [str(files["yaml_target_open"]), str(files["state_dict"])]
+    assert cli.main(paths) == 1
+    cli_out = capsys.readouterr()
+    assert cli_out.err == "scanned 2 file(s): 1 with findings\n"   # stdout keeps only findings
+    assert "scanned" not in cli_out.out and "_target_" in cli_out.out
+    assert cli.scan(paths) == 1                                       # the notebook's function
+    nb_out = capsys.readouterr()
+    assert nb_out.err == "" and nb_out.out == cli_out.out + cli_out.err
+    assert cli.scan(files["state_dict"]) == 0
+    assert capsys.readouterr().out == "scanned 1 file(s): 0 with findings\n"
+    assert cli.scan([files["yaml_target_open"]], allow="builtins.open") == 0
+    with pytest.raises(ValueError, match="format"):
+        cli.scan(paths, format="xml")
+
+
 def test_json_is_the_format_json_alias(files, capsys):
     cli.main(["--json", str(files["yaml_target_open"])])
     a = json.loads(capsys.readouterr().out)

@@ -4,6 +4,8 @@ Exit status: 0 every file clean, 1 at least one finding, 2 some input could not 
 ``--format text`` (default): one line per finding, file, member, kind, detail (tab-separated);
 ``--json`` is ``--format json``; ``--format sarif`` writes SARIF 2.1.0 for code scanning.
 ``--self-test`` scans a harmless test pickle that must be flagged and exits 0 if it is.
+The text format ends with a one-line summary on stderr, so that stdout holds only findings
+(for pipes); :func:`scan`, for notebooks, prints everything to stdout.
 
 This module imports only the scanner (no torch, no lessons), so it works where torch does
 not, and can run as a pre-commit hook (``.pre-commit-hooks.yaml``, id ``labkit-scan``).
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_parser", "run_scan", "main"]
+__all__ = ["add_parser", "run_scan", "main", "scan"]
 
 
 def add_parser(subparsers) -> None:
@@ -42,8 +44,9 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run_scan)
 
 
-def run_scan(args: argparse.Namespace) -> int:
-    """Handler for ``scan``: print findings, return the exit status."""
+def run_scan(args: argparse.Namespace, *, summary_file=None) -> int:
+    """Handler for ``scan``: print findings, return the exit status. The text format's
+    summary line goes to ``summary_file`` (default: stderr)."""
     if args.self_test:
         from .selftest import self_test
 
@@ -67,7 +70,8 @@ def run_scan(args: argparse.Namespace) -> int:
         if text:
             print(text)
         n_bad = sum(r.flagged for r in reports)
-        print(f"scanned {len(reports)} file(s): {n_bad} with findings", file=sys.stderr)
+        print(f"scanned {len(reports)} file(s): {n_bad} with findings",
+              file=sys.stderr if summary_file is None else summary_file)
     if not reports or any(r.unreadable for r in reports):
         return 2
     return 1 if any(r.flagged for r in reports) else 0
@@ -80,6 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["scan", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
+
+
+def scan(paths, *, allow=(), format: str = "text") -> int:
+    """What ``python -m labkit scan PATH... [--allow NAME ...] [--format F]`` prints, all of it
+    on stdout (the summary line too: a notebook shows stderr as an error), and its exit
+    status: 0 clean, 1 findings, 2 unreadable input. ``scan(["model.pt"], allow=["m.Net"])``."""
+    if format not in ("text", "json", "sarif"):
+        raise ValueError(f"format must be 'text', 'json' or 'sarif', got {format!r}")
+    one = isinstance(paths, str) or hasattr(paths, "__fspath__")
+    allow = [allow] if isinstance(allow, str) else allow
+    args = argparse.Namespace(paths=[str(p) for p in ([paths] if one else paths)],
+                              allow=[str(a) for a in allow], format=format, json=False,
+                              self_test=False)
+    return run_scan(args, summary_file=sys.stdout)
 
 
 if __name__ == "__main__":
