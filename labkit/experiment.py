@@ -138,7 +138,9 @@ def _trial(spec, dspec, dkw, scenario, setting, craft_kw, i, rng, defence_rng, p
            "attack_success": metrics.attack_success_rate(victim, poisoned, test)}
     if scenario.targeted:
         row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]))
-        row["label_consistency"] = metrics.label_consistency(poisoned)
+        checks = metrics.label_checks(poisoned, metrics.held_out(test, poisoned.target_idx))
+        row["label_consistency"] = checks["worst"]
+        row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
         eps = poisoned.params.get("eps")
         if eps:
             control = random_noise(poisoned, eps=eps, rng=rng)

@@ -17,7 +17,8 @@ from .models import predict
 from .types import Dataset, Detection, PoisonedDataset
 
 __all__ = ["clean_accuracy", "attack_success_rate", "detection_report", "auroc",
-           "per_class_recall", "confusion_matrix", "label_consistency", "precision_recall"]
+           "per_class_recall", "confusion_matrix", "label_consistency", "label_checks", "held_out",
+           "precision_recall"]
 
 
 def clean_accuracy(model, test: Dataset) -> float:
@@ -92,32 +93,70 @@ def detection_report(det: Detection, poisoned: PoisonedDataset) -> dict:
             "n_flagged": det.n_flagged, "n_poison": int(truth.sum())}
 
 
+CHECKERS = ("logreg", "knn")
+
+
 @functools.lru_cache(maxsize=8)
-def _pixel_logreg(key: str, X: bytes, y: bytes, shape: tuple):
+def _checker(family: str, key: str, X: bytes, y: bytes, shape: tuple):
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
 
     Xa = np.frombuffer(X, np.float32).reshape(shape).astype(np.float64)
-    return LogisticRegression(max_iter=2000).fit(Xa, np.frombuffer(y, np.int64))
+    clf = LogisticRegression(max_iter=2000) if family == "logreg" else KNeighborsClassifier(n_neighbors=5)
+    return clf.fit(Xa, np.frombuffer(y, np.int64))
 
 
-def label_consistency(poisoned: PoisonedDataset) -> float:
-    """Fraction of the poisons that an independent classifier still gives their own label.
+def label_checks(poisoned: PoisonedDataset, reference: Dataset) -> dict:
+    """How many poisons two independent classifiers still read as their own label.
 
-    The classifier is scikit-learn's logistic regression on raw pixels, fitted on the
-    *clean* training set (``poisoned.clean``), which never contains the perturbed rows: the
-    "clean label" check of clean-label and gradient-matching poisons. Fitted once per
-    training set (the fit is deterministic).
+    Both checkers are fitted on ``reference``, data the attacker never touched (the held-out
+    split, without the targets): neither the poisons' bases nor the attacker's guard data.
+    Two model families on raw pixels: ``"logreg"`` (logistic regression) and ``"knn"``
+    (5 nearest neighbours). For each the result holds:
+
+    - ``read_as_label``: fraction of the poisons it gives their own label;
+    - ``bases_read_as_label``: the same for the unperturbed bases (the checker's own limit:
+      a base it already misreads says nothing about the perturbation);
+    - ``kept``: fraction of the bases read correctly whose poison is still read correctly,
+      i.e. how often the perturbation did not change the checker's reading.
+
+    ``"worst"`` is the smaller ``kept`` of the two families: the lab's honesty bar. A checker
+    fitted on a few hundred held-out rows misreads some clean digits too; what the bar asks
+    is whether the perturbation changed the reading, so bases the checker already misreads
+    are left out (their numbers stay in ``read_as_label`` and ``bases_read_as_label``).
     """
     if poisoned.n_poison == 0:
         raise ValueError("no poisons to check")
-    clean = poisoned.clean
-    X = np.ascontiguousarray(clean.flat(), np.float32)
-    y = np.ascontiguousarray(clean.y, np.int64)
+    if reference.image_shape != poisoned.image_shape:
+        raise ValueError(f"reference images are {reference.image_shape}, poisons {poisoned.image_shape}")
+    X = np.ascontiguousarray(reference.flat(), np.float32)
+    y = np.ascontiguousarray(reference.y, np.int64)
     key = hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()
-    clf = _pixel_logreg(key, X.tobytes(), y.tobytes(), X.shape)
     idx = poisoned.poison_idx
-    pred = clf.predict(poisoned.flat()[idx].astype(np.float64))
-    return float((pred == poisoned.y[idx]).mean())
+    label = poisoned.y[idx]
+    out = {}
+    for family in CHECKERS:
+        clf = _checker(family, key, X.tobytes(), y.tobytes(), X.shape)
+        ok = clf.predict(poisoned.flat()[idx].astype(np.float64)) == label
+        base_ok = clf.predict(poisoned.clean.flat()[idx].astype(np.float64)) == label
+        out[family] = {"read_as_label": float(ok.mean()), "bases_read_as_label": float(base_ok.mean()),
+                       "kept": float(ok[base_ok].mean()) if base_ok.any() else float("nan")}
+    out["worst"] = min(out[f]["kept"] for f in CHECKERS)
+    return out
+
+
+def label_consistency(poisoned: PoisonedDataset, reference: Dataset) -> float:
+    """The worse of two independent checkers' fraction of poisons still read as their own
+    label where the unperturbed base was (:func:`label_checks`' ``"worst"``): the "clean
+    label" check of clean-label and gradient-matching poisons. ``reference`` is held-out
+    data the attacker never touched."""
+    return label_checks(poisoned, reference)["worst"]
+
+
+def held_out(test: Dataset, exclude) -> Dataset:
+    """``test`` without the rows ``exclude`` (the targets): the checkers' reference data."""
+    keep = np.setdiff1d(np.arange(len(test)), np.asarray(exclude, np.int64).ravel())
+    return test.subset(keep)
 
 
 def precision_recall(flagged, truth) -> dict:

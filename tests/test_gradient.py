@@ -6,7 +6,7 @@ import torch
 import labkit as lk
 from labkit.attacks import match_gradients, random_noise
 from labkit.attacks._targeted import choose_targets
-from labkit.defences.gradient_audit import audit_scores, gradient_audit, head_gradients
+from labkit.defences.gradient_audit import audit_gradients, audit_scores, gradient_audit, head_gradients
 from labkit.lessons import l04
 
 
@@ -125,6 +125,38 @@ def test_gradient_audit_contract(digits_setup):
     assert det.scores[det.flagged].min() >= det.scores[~det.flagged].max()
     with pytest.raises(ValueError, match="expected_rate"):
         gradient_audit(deployed, tr.X, tr.y, expected_rate=2)
+
+
+def test_gradient_audit_threshold_flags_planted_outliers_however_many():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(2), 100)
+    for n_planted in (3, 30):
+        grads = rng.normal(size=(200, 8))
+        planted = rng.choice(200, n_planted, replace=False)
+        grads[planted] *= 12                                  # far larger gradients
+        det = audit_gradients(grads, labels)   # default: robust threshold
+        assert det.flagged[planted].all()
+        assert det.n_flagged <= n_planted + 5                 # a few clean rows at most
+        assert det.params["expected_rate"] is None
+    with pytest.raises(ValueError, match="threshold"):
+        audit_gradients(grads, labels, threshold=0)
+
+
+def test_lesson_audit_never_reads_the_poison_count(digits_setup):
+    """Scrambling the batches' ground truth (which rows are poisons, how many) leaves the
+    audit's decisions unchanged: the defender only has the pixels and labels."""
+    split = lk.data.digits(seed=0)
+    b = l04.brew(split, n_targets=1, steps=5, seed=0, train_kw={"epochs": 20})
+    pd = b.poisons[0]
+    fake = np.sort(np.random.default_rng(1).choice(len(pd), pd.n_poison // 2, replace=False))
+    scrambled = l04.Brew(b.split, b.deployed, [lk.types.make_poisoned(pd.clean, X=pd.X, idx=fake,
+                                                                      attack=pd.attack, params=pd.params,
+                                                                      target_idx=pd.target_idx,
+                                                                      target_class=pd.target_class)],
+                         b.controls, b.rows, b.settings, b.craft_seconds, b.histories)
+    real, other = l04.audit_batches(b), l04.audit_batches(scrambled)
+    np.testing.assert_array_equal(real["detections"][0].flagged, other["detections"][0].flagged)
+    assert not np.array_equal(real["is_poison"][0], other["is_poison"][0])
 
 
 def test_runner_honours_cli_contract_with_both_defences():

@@ -2,6 +2,7 @@
 
 - :mod:`.experiments`: ``list``, ``run``, ``tour`` (the registry and :func:`labkit.run`);
 - :mod:`.defence_in_depth`: ``audit``, ``manifest``, ``challenge`` (lesson 5);
+- :mod:`.reproduce`: ``reproduce`` (:mod:`labkit.claims`, every number the lab states);
 - ``bench`` (:mod:`labkit.bench`), ``progress`` (:mod:`labkit.progress`) and ``scan``
   (:mod:`labkit.supplychain.cli`, which never imports PyTorch).
 
@@ -18,7 +19,8 @@ __all__ = ["main", "build_parser", "COMMAND_GROUPS"]
 
 #: Modules that bring their own subcommands; each has ``add_parser(subparsers)``. Each is
 #: imported only when the parser is built, and none imports PyTorch at import time.
-COMMAND_GROUPS: tuple = ("labkit.cli.experiments", "labkit.cli.defence_in_depth", "labkit.bench",
+COMMAND_GROUPS: tuple = ("labkit.cli.experiments", "labkit.cli.defence_in_depth", "labkit.cli.reproduce",
+                         "labkit.bench",
                          "labkit.supplychain.cli", "labkit.progress")
 
 

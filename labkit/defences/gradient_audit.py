@@ -18,6 +18,8 @@ See Also: notebooks/04_gradient_manipulation.ipynb
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 from torch import nn
@@ -82,9 +84,10 @@ def audit_scores(grads: np.ndarray, labels: np.ndarray, *, use: str = "both",
     return scores
 
 
-def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_rate: float = 0.05,
-                   use: str = "both", norm_reference: str = "all") -> Detection:
-    """Flag the ``expected_rate`` rows with the most anomalous per-sample gradients.
+def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_rate: Optional[float] = None,
+                   threshold: float = 3.0, use: str = "both", norm_reference: str = "all") -> Detection:
+    """Flag the rows with anomalous per-sample gradients: every row whose score is more than
+    ``threshold`` robust standard deviations out, or (with ``expected_rate``) a fixed fraction.
 
     Parameters
     ----------
@@ -92,8 +95,12 @@ def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_r
         The model trained on the (possibly poisoned) data, with ``features`` and ``head``.
     X : array (n, C, H, W), y : array (n,)
         The training set as the defender has it.
-    expected_rate : float in [0, 1]
-        Fraction of rows the defender is prepared to drop.
+    expected_rate : float in [0, 1], optional
+        Instead of the threshold: the fraction of rows the defender is prepared to drop, a
+        guess (the number of poisons is exactly what a defender does not know).
+    threshold : float > 0
+        Flag rows whose score's robust z-score (median / MAD over the data) exceeds it,
+        however many that is (default 3.0). Unused when ``expected_rate`` is given.
     use : {"both", "norm", "direction"}
         Which gradient statistics enter the score.
     norm_reference : {"all", "class"}
@@ -107,7 +114,7 @@ def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_r
     Returns
     -------
     Detection
-        ``scores`` (higher = more suspicious) and the top ``expected_rate`` flagged.
+        ``scores`` (higher = more suspicious) and the rows flagged.
 
     References
     ----------
@@ -120,15 +127,20 @@ def gradient_audit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, expected_r
     """
     if len(X) != len(y):
         raise ValueError(f"X and y must have one length, got {len(X)} and {len(y)}")
-    return audit_gradients(head_gradients(model, X, y), y, expected_rate=expected_rate, use=use,
-                           norm_reference=norm_reference)
+    return audit_gradients(head_gradients(model, X, y), y, expected_rate=expected_rate, threshold=threshold,
+                           use=use, norm_reference=norm_reference)
 
 
-def audit_gradients(grads: np.ndarray, labels: np.ndarray, *, expected_rate: float = 0.05,
-                    use: str = "both", norm_reference: str = "all") -> Detection:
+def audit_gradients(grads: np.ndarray, labels: np.ndarray, *, expected_rate: Optional[float] = None,
+                    threshold: float = 3.0, use: str = "both", norm_reference: str = "all") -> Detection:
     """:func:`gradient_audit` on per-sample gradients already computed (``grads`` (n, d),
     e.g. :func:`head_gradients`): the detector over arrays that the registry calls."""
-    check_rate("expected_rate", expected_rate, allow_zero=True)
     scores = audit_scores(grads, labels, use=use, norm_reference=norm_reference)
-    return Detection(scores, flag_top(scores, expected_rate), "gradient_audit",
-                     {"expected_rate": expected_rate, "use": use, "norm_reference": norm_reference})
+    if expected_rate is not None:
+        flagged = flag_top(scores, check_rate("expected_rate", expected_rate, allow_zero=True))
+    elif threshold > 0:
+        flagged = robust_z(scores) > threshold
+    else:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    return Detection(scores, flagged, "gradient_audit", {"expected_rate": expected_rate, "threshold": threshold,
+                                                         "use": use, "norm_reference": norm_reference})

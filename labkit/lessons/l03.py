@@ -98,7 +98,7 @@ def attack_trial(train: Dataset, test: Dataset, *, extractor: nn.Module, target_
     return {"poisoned": p, "victim": victim,
             "success": bool(models.predict(victim, test.X[target_idx:target_idx + 1])[0] == target_class),
             "clean_accuracy": metrics.clean_accuracy(victim, test),
-            "label_consistency": metrics.label_consistency(p),
+            "label_consistency": metrics.label_consistency(p, metrics.held_out(test, [target_idx])),
             "feature_distance": feature_distance(p, test, extractor)}
 
 
@@ -121,7 +121,7 @@ def budget_curve(train: Dataset, test: Dataset, *, extractor: nn.Module, target_
                        target_class=target_class, n_poisons=n_poisons, eps=eps, guard=guard)
             d = feature_distance(p, test, extractor)
             dist.append(d["mean"] if method == "bullseye" else d["each"])
-            lc.append(metrics.label_consistency(p))
+            lc.append(metrics.label_consistency(p, metrics.held_out(test, [target_idx])))
         out["distance"][method] = dist
         out["label_consistency"][method] = lc
     return out

@@ -155,12 +155,17 @@ def evaluate(b: Brew, *, control: bool = True, **train_kw) -> dict:
             ctrl.append(metrics.attack_success_rate(cnet, pd, test))
     return {"success": float(np.mean(hits)), "control_success": float(np.mean(ctrl)) if control else None,
             "clean_accuracy": float(np.mean(accs)), "hits": hits,
-            "label_agreement": float(min(metrics.label_consistency(pd) for pd in b.poisons))}
+            "label_agreement": float(min(metrics.label_consistency(pd, metrics.held_out(test, pd.target_idx))
+                                         for pd in b.poisons))}
 
 
-def audit_batches(b: Brew, *, expected_rate: Optional[float] = None, **kw) -> dict:
+def audit_batches(b: Brew, *, expected_rate: Optional[float] = None, threshold: float = 3.0, **kw) -> dict:
     """Run :func:`labkit.defences.gradient_audit.gradient_audit` on every victim batch
     (per-sample gradients at the deployed model), drop what it flags, retrain the victims.
+
+    The defender does not know how many rows are poisons: by default the audit flags every
+    row whose suspicion is more than ``threshold`` robust standard deviations out;
+    ``expected_rate`` instead removes that fraction of each batch (a guess).
 
     Returns the mean detection report, ``success`` / ``clean_accuracy`` after repair, and per
     target the ``detections`` and the batches' ground truth ``is_poison`` (for plots only).
@@ -173,8 +178,7 @@ def audit_batches(b: Brew, *, expected_rate: Optional[float] = None, **kw) -> di
         rows = b.rows[j]
         batch = make_poisoned(pd.clean.subset(rows), X=pd.X[rows], idx=np.flatnonzero(np.isin(rows, pd.poison_idx)),
                               attack=pd.attack, params=pd.params)
-        rate = expected_rate if expected_rate is not None else min(1.0, 1.5 * batch.n_poison / len(batch))
-        det = gradient_audit(b.deployed, batch.X, batch.y, expected_rate=rate, **kw)
+        det = gradient_audit(b.deployed, batch.X, batch.y, expected_rate=expected_rate, threshold=threshold, **kw)
         dets.append(det)
         masks.append(batch.is_poison)
         reports.append(metrics.detection_report(det, batch))

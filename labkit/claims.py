@@ -1,0 +1,200 @@
+"""Every number the lab states, as a command that measures it: the claims benchmark.
+
+A :class:`Claim` is one ``python -m labkit run ...`` command (an attack, maybe a defence,
+settings) and the fields of its JSON result that the README and the notebooks quote.
+:func:`measure` runs a claim on a list of seeds; ``python -m labkit reproduce`` runs them all
+on the reporting seeds and writes ``benchmarks/results.json`` and ``benchmarks/RESULTS.md``.
+
+Seed discipline: settings are chosen on :data:`DEV_SEEDS`; claims are reported on
+:data:`REPORTING_SEEDS`, which nothing was tuned on (``benchmarks/README.md``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from .experiment import run
+
+__all__ = ["DEV_SEEDS", "REPORTING_SEEDS", "QUICK_SEEDS", "Claim", "CLAIMS", "claim", "measure"]
+
+#: Seeds on which the lab's settings and thresholds were chosen.
+DEV_SEEDS = (0, 1, 2, 3, 4)
+#: Seeds on which every stated number is measured (never used to choose anything).
+REPORTING_SEEDS = tuple(range(100, 110))
+#: ``reproduce --quick``: the quick claims on the first two reporting seeds.
+QUICK_SEEDS = REPORTING_SEEDS[:2]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One measured statement: ``run(attack, defence=..., ...)`` and the fields it quotes.
+
+    ``fields`` maps a short name to a dotted path into the run's JSON (``RunResult.as_dict``),
+    e.g. ``"recall": "detection.recall"``. ``quick`` claims run under ``reproduce --quick``.
+    """
+
+    name: str
+    lesson: int
+    text: str
+    attack: str
+    fields: dict
+    defence: Optional[str] = None
+    dataset: Optional[str] = None
+    rate: Optional[float] = None
+    params: dict = field(default_factory=dict)
+    defence_params: dict = field(default_factory=dict)
+    quick: bool = False
+
+    def command(self, seed="SEED") -> str:
+        """The command line that measures this claim on one seed."""
+        parts = ["python -m labkit run", self.attack]
+        if self.defence:
+            parts += ["--defence", self.defence]
+        if self.dataset:
+            parts += ["--dataset", self.dataset]
+        if self.rate is not None:
+            parts += ["--rate", f"{self.rate:g}"]
+        parts += [f"--set {k}={v}" for k, v in self.params.items()]
+        parts += [f"--defence-set {k}={v}" for k, v in self.defence_params.items()]
+        parts += ["--seed", str(seed), "--json"]
+        return " ".join(parts)
+
+    def values(self, seed: int) -> dict:
+        """Run the claim's command on ``seed`` and read its fields."""
+        result = run(self.attack, defence=self.defence, dataset=self.dataset, seed=seed, rate=self.rate,
+                     params=dict(self.params), defence_params=dict(self.defence_params)).as_dict()
+        return {name: _lookup(result, path) for name, path in self.fields.items()}
+
+
+def _lookup(d: dict, path: str):
+    for key in path.split("."):
+        d = d[key]
+    return None if d is None else float(d)
+
+
+def _c(name, lesson, text, attack, fields, **kw) -> Claim:
+    return Claim(name, lesson, text, attack, fields, **kw)
+
+
+ACC = {"accuracy_no_attack": "clean_accuracy_no_attack", "accuracy": "clean_accuracy"}
+DET = {"precision": "detection.precision", "recall": "detection.recall"}
+AFTER = {"accuracy_defended": "clean_accuracy_defended", "success_defended": "attack_success_defended"}
+TARGETED = {"success": "attack_success", "control": "control_success", "label_check": "label_consistency",
+            "accuracy": "clean_accuracy"}
+
+#: Every claim the README's headline table and the notebooks' prose quote.
+CLAIMS: tuple = (
+    # lesson 1: label flipping
+    _c("l1_random_flips", 1, "random flips at rate 0.3: clean accuracy", "label_flip", ACC, rate=0.3, quick=True),
+    _c("l1_targeted_flips", 1, "3 -> 8 flips of half the 3s: the 3s read as 8, overall accuracy", "label_flip",
+       {"success": "attack_success", **ACC}, rate=0.5,
+       params={"strategy": "targeted", "source_class": 3, "target_class": 8}),
+    _c("l1_knn_sanitisation", 1, "k-NN sanitisation of random flips at rate 0.3", "label_flip",
+       {**DET, **AFTER, **ACC}, defence="knn_sanitisation", rate=0.3, quick=True),
+    _c("l1_dpa", 1, "DPA, 50 partitions, random flips at rate 0.1: certified accuracy at radius 0 and 5",
+       "label_flip", {"certified_r0": "extra.0", "certified_r5": "extra.5", **ACC}, defence="dpa", rate=0.1,
+       defence_params={"k": 50}),
+    # lesson 2: backdoors
+    _c("l2_patch", 2, "BadNets 2x2 patch on 5% of the rows", "backdoor",
+       {"success": "attack_success", **ACC}, quick=True),
+    _c("l2_spectral", 2, "spectral signatures (lab rule) against the patch at rate 0.05", "backdoor",
+       {**DET, **AFTER}, defence="spectral_signature", quick=True),
+    _c("l2_activation_clustering", 2, "activation clustering against the patch at rate 0.05", "backdoor",
+       {**DET, **AFTER}, defence="activation_clustering"),
+    _c("l2_ac_rate_0.1", 2, "activation clustering against the patch at rate 0.10", "backdoor",
+       {**DET, **AFTER}, defence="activation_clustering", rate=0.1),
+    _c("l2_strip", 2, "STRIP against the patch: AUROC, false rejections, triggered inputs let through",
+       "backdoor", {"auroc": "extra.auroc", "false_rejections": "extra.frr", "false_accepts": "extra.far"},
+       defence="strip"),
+    # lesson 3: clean-label
+    _c("l3_collision_eps_0.1", 3, "Poison Frogs, 30 poisons, eps 0.1", "feature_collision", TARGETED,
+       params={"eps": 0.1, "n_poisons": 30}),
+    _c("l3_collision_eps_0.5", 3, "Poison Frogs, 30 poisons, eps 0.5", "feature_collision", TARGETED,
+       params={"eps": 0.5, "n_poisons": 30}),
+    _c("l3_bullseye", 3, "bullseye polytope with a label guard, 30 poisons", "clean_label", TARGETED, quick=True),
+    _c("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
+       {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
+        **AFTER}, defence="deep_knn"),
+    _c("l3_augmentation", 3, "end-to-end retraining with augmentation against the bullseye", "clean_label",
+       {"success": "attack_success", **AFTER}, defence="augmentation"),
+    # lesson 4: gradient matching and federated learning
+    _c("l4_gradient_matching", 4, "Witches' Brew, fine-tuning victim", "gradient_matching", TARGETED, quick=True),
+    _c("l4_dp_sgd", 4, "DP-SGD (clip 1, noise 0.5) against gradient matching", "gradient_matching",
+       {"success": "attack_success", **AFTER}, defence="dp_sgd"),
+    _c("l4_gradient_audit", 4, "gradient audit of the fine-tuning batch", "gradient_matching",
+       {**DET, "auroc": "detection.auroc", **AFTER}, defence="gradient_audit"),
+    _c("l4_fed_sign_flip", 4, "federated, 2 of 10 clients flip their update's sign: plain mean vs median",
+       "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
+                     "median": "clean_accuracy_defended"}, defence="median", rate=0.2, quick=True),
+    _c("l4_fed_scaling", 4, "federated, 2 of 10 clients scale their update: plain mean vs trimmed mean",
+       "federated", {"mean": "clean_accuracy", "trimmed_mean": "clean_accuracy_defended"},
+       defence="trimmed_mean", rate=0.2, params={"update": "scaling"}),
+    _c("l4_fed_krum", 4, "federated, 2 of 10 sign-flipping clients: Krum", "federated",
+       {"krum": "clean_accuracy_defended"}, defence="krum", rate=0.2),
+)
+
+
+def claim(name: str) -> Claim:
+    """The claim called ``name`` (``KeyError`` naming the valid ones otherwise)."""
+    for c in CLAIMS:
+        if c.name == name:
+            return c
+    raise KeyError(f"unknown claim {name!r}; known: {', '.join(c.name for c in CLAIMS)}")
+
+
+def _seed_values(names: Sequence[str], seed: int) -> dict:
+    return {n: claim(n).values(seed) for n in names}
+
+
+def measure(claims: Sequence[Claim], seeds: Sequence[int], *, jobs: int = 1, progress: bool = False) -> list:
+    """Run every claim on every seed; one summary dict per claim, in order:
+    ``{claim, text, lesson, command, seeds, values, mean, min, max}``.
+
+    ``values`` maps each field to its per-seed list; ``mean``/``min``/``max`` summarise it
+    (``None`` where a field has no value). ``jobs > 1`` measures seeds in parallel processes
+    (each one thread); one process runs a seed's claims in order, so claims sharing an attack
+    share its poisons (``labkit.experiment``'s cache)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or not claims:
+        raise ValueError("need at least one claim and one seed")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    from tqdm.auto import tqdm
+
+    names = [c.name for c in claims]
+    by_seed = {}
+    if jobs == 1:
+        bar = tqdm(total=len(seeds) * len(names), desc="claims x seeds", disable=not progress)
+        for s in seeds:
+            by_seed[s] = {}
+            for n in names:
+                bar.set_postfix_str(f"{n} seed {s}")
+                by_seed[s][n] = claim(n).values(s)
+                bar.update()
+        bar.close()
+    else:
+        import functools
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(jobs, len(seeds))) as pool:
+            work = pool.imap(functools.partial(_seed_values, names), seeds)
+            for s, vals in zip(seeds, tqdm(work, total=len(seeds), desc="seeds", disable=not progress)):
+                by_seed[s] = vals
+    return [_summarise(c, seeds, [by_seed[s][c.name] for s in seeds]) for c in claims]
+
+
+def _summarise(c: Claim, seeds: list, per_seed: list) -> dict:
+    values = {k: [v[k] for v in per_seed] for k in c.fields}
+
+    def summary(fn):
+        out = {}
+        for k, vs in values.items():
+            vs = [v for v in vs if v is not None and not math.isnan(v)]
+            out[k] = round(float(fn(vs)), 4) if vs else None
+        return out
+
+    return {"claim": c.name, "text": c.text, "lesson": c.lesson, "command": c.command(),
+            "seeds": seeds, "values": {k: [None if v is None else round(v, 4) for v in vs]
+                                       for k, vs in values.items()},
+            "mean": summary(lambda v: sum(v) / len(v)), "min": summary(min), "max": summary(max)}
