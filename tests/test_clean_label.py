@@ -67,32 +67,54 @@ def test_bad_settings_raise_early(digits, setting):
 
 
 @pytest.fixture(scope="module")
-def run0():
-    """The registered experiment with its defaults on seed 0, 5 targets, deep k-NN."""
-    return lk.run("clean_label", defence="deep_knn", seed=0, params={"n_targets": 5})
+def run100():
+    """The registered experiment with its defaults on reporting seed 100, 5 targets, deep k-NN.
+
+    Floors below are the minima (ceilings the maxima) measured over reporting seeds 100-104
+    with the same 5 targets (the first 5 of the 10 each run draws): success 0.2-0.8, control
+    0.0-0.2, label consistency 0.91-0.99, deep k-NN recall 0.21-0.51, AUROC 0.77-0.88,
+    base-class flag rate 0.14-0.16.
+    """
+    return lk.run("clean_label", defence="deep_knn", seed=100, params={"n_targets": 5})
 
 
-def test_working_technique_beats_control_and_stays_honest(run0):
-    assert run0.attack_success >= 0.4
-    assert run0.control_success <= 0.1
-    assert run0.label_consistency >= 0.9
-    assert run0.clean_accuracy >= run0.clean_accuracy_no_attack - 0.02
+def test_working_technique_beats_control_and_stays_honest(run100):
+    assert run100.attack_success >= 0.2
+    assert run100.attack_success > run100.control_success
+    assert run100.control_success <= 0.2
+    assert run100.label_consistency >= 0.9      # both independent checkers, worst of the two
+    for t in run100.extra["trials"]:
+        assert t["label_checks"]["logreg"]["read_as_label"] >= 0.8
+        assert t["label_checks"]["knn"]["read_as_label"] >= 0.8
+    assert run100.clean_accuracy >= run100.clean_accuracy_no_attack - 0.02
 
 
-def test_deep_knn_is_partial_against_bullseye(run0):
-    # The poisons clump together and vote for each other: deep k-NN is partial.
-    det = run0.detection
-    assert det["recall"] >= 0.3
-    assert det["auroc"] >= 0.8
-    assert det["poison_class_flag_rate"] <= 0.15
-    assert run0.attack_success_defended <= run0.attack_success
+def test_deep_knn_is_partial_against_bullseye(run100):
+    # The poisons clump together and vote for each other: deep k-NN is partial, and it
+    # misses most where the attack works (the poisons stay inside their own class).
+    det = run100.detection
+    assert 0.2 <= det["recall"] <= 0.6
+    assert det["auroc"] >= 0.75
+    assert det["poison_class_flag_rate"] <= 0.17
+
+
+def test_ensemble_guard_is_more_honest_than_the_mlp_guard(digits, setting):
+    kw = _kw(digits, setting, guard=setting["guard"], steps=60)
+    ref = lk.metrics.held_out(digits.test, [setting["t"]])
+    old = lk.metrics.label_consistency(bullseye_polytope(digits.train, label_guard="mlp", **kw), ref)
+    new = lk.metrics.label_consistency(bullseye_polytope(digits.train, **kw), ref)
+    assert new >= 0.9 and new >= old
+    with pytest.raises(ValueError, match="label_guard"):
+        bullseye_polytope(digits.train, label_guard="linear", **kw)
+    with pytest.raises(ValueError, match="guard_margin"):
+        bullseye_polytope(digits.train, guard_margin=-1.0, **kw)
 
 
 def test_bullseye_moves_the_mean_onto_the_target(digits, setting):
     p = bullseye_polytope(digits.train, guard=setting["guard"], **_kw(digits, setting))
     d = l03.feature_distance(p, digits.test, setting["ext"])
     assert d["mean"] < 0.5 * d["before"]
-    assert lk.metrics.label_consistency(p) >= 0.9
+    assert lk.metrics.label_consistency(p, lk.metrics.held_out(digits.test, [setting["t"]])) >= 0.9
 
 
 def test_trials_are_deterministic(digits):
