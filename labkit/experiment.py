@@ -106,7 +106,8 @@ def _defend(dspec, dkw, scenario, setting, train_set: PoisonedDataset, victim, s
     if dspec.kind == "detector":
         inputs = {"pixels": lambda: view.flat(),
                   "features": lambda: scenario.features(setting, victim, view.X),
-                  "gradients": lambda: head_gradients(victim, view.X, view.y)}[dspec.needs]()
+                  "gradients": lambda: head_gradients(scenario.inspected(setting, victim), view.X, view.y),
+                  }[dspec.needs]()
         det = _call(dspec.fn, inputs, view.y, optional={"n_classes": view.n_classes, "rng": rng}, **dkw)
         return scenario.victim(setting, repair(view, det, dspec.repair), seed), det, {}
     if dspec.kind == "training":
@@ -138,7 +139,7 @@ def _trial(spec, dspec, dkw, scenario, setting, craft_kw, i, rng, defence_rng, p
            "attack_success": metrics.attack_success_rate(victim, poisoned, test)}
     if scenario.targeted:
         row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]))
-        checks = metrics.label_checks(poisoned, metrics.held_out(test, poisoned.target_idx))
+        checks = metrics.label_checks(poisoned, metrics.held_out(test, setting.targets[0]))   # no target
         row["label_consistency"] = checks["worst"]
         row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
         eps = poisoned.params.get("eps")
@@ -246,6 +247,9 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: Optional[str] = 
     extra = dict(rows[0].get("extra", {})) if n_trials == 1 else {}
     if scenario.targeted:
         extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
+        # each checker's mean "kept" over the targets (label_consistency takes the worse per target)
+        extra["checks"] = {f: float(np.nanmean([r["label_checks"][f]["kept"] for r in rows]))
+                           for f in metrics.CHECKERS}
     poisoned = first[0]
     return RunResult(
         attack=attack, defence=defence, dataset=split.train.name, seed=seed,

@@ -7,7 +7,6 @@ See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 from typing import Optional
 
@@ -96,14 +95,22 @@ def detection_report(det: Detection, poisoned: PoisonedDataset) -> dict:
 CHECKERS = ("logreg", "knn")
 
 
-@functools.lru_cache(maxsize=8)
-def _checker(family: str, key: str, X: bytes, y: bytes, shape: tuple):
+_FITTED: dict = {}     # (family, sha256 of the reference data) -> fitted checker; a few at most
+
+
+def _checker(family: str, X: np.ndarray, y: np.ndarray):
+    """The ``family`` checker fitted on ``(X, y)``, fitted once per reference set (the fits
+    are deterministic)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
-    Xa = np.frombuffer(X, np.float32).reshape(shape).astype(np.float64)
-    clf = LogisticRegression(max_iter=2000) if family == "logreg" else KNeighborsClassifier(n_neighbors=5)
-    return clf.fit(Xa, np.frombuffer(y, np.int64))
+    key = (family, hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest())
+    if key not in _FITTED:
+        if len(_FITTED) >= 4:
+            _FITTED.pop(next(iter(_FITTED)))
+        clf = LogisticRegression(max_iter=2000) if family == "logreg" else KNeighborsClassifier(n_neighbors=5)
+        _FITTED[key] = clf.fit(X if family == "knn" else X.astype(np.float64), y)
+    return _FITTED[key]
 
 
 def label_checks(poisoned: PoisonedDataset, reference: Dataset) -> dict:
@@ -131,14 +138,13 @@ def label_checks(poisoned: PoisonedDataset, reference: Dataset) -> dict:
         raise ValueError(f"reference images are {reference.image_shape}, poisons {poisoned.image_shape}")
     X = np.ascontiguousarray(reference.flat(), np.float32)
     y = np.ascontiguousarray(reference.y, np.int64)
-    key = hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()
     idx = poisoned.poison_idx
     label = poisoned.y[idx]
     out = {}
     for family in CHECKERS:
-        clf = _checker(family, key, X.tobytes(), y.tobytes(), X.shape)
-        ok = clf.predict(poisoned.flat()[idx].astype(np.float64)) == label
-        base_ok = clf.predict(poisoned.clean.flat()[idx].astype(np.float64)) == label
+        clf = _checker(family, X, y)
+        ok = clf.predict(poisoned.flat()[idx].astype(X.dtype)) == label
+        base_ok = clf.predict(poisoned.clean.flat()[idx].astype(X.dtype)) == label
         out[family] = {"read_as_label": float(ok.mean()), "bases_read_as_label": float(base_ok.mean()),
                        "kept": float(ok[base_ok].mean()) if base_ok.any() else float("nan")}
     out["worst"] = min(out[f]["kept"] for f in CHECKERS)

@@ -89,6 +89,10 @@ class Scratch:
     def features(self, setting: Setting, model, X) -> np.ndarray:
         return models.embed(model, X)
 
+    def inspected(self, setting: Setting, victim):
+        """The model a detector inspects: the one trained on the suspect data."""
+        return victim
+
 
 class Transfer(Scratch):
     """Transfer learning: a public extractor (trained on other data) is frozen and the victim
@@ -137,7 +141,7 @@ class FineTune(Scratch):
     targeted = True
     defence_kinds = ("detector", "training", "aggregation")
 
-    def __init__(self, *, n_targets: int = 10, n_clean: int = 200, finetune_epochs: int = 1,
+    def __init__(self, *, n_targets: int = 10, n_clean: int = 300, finetune_epochs: int = 1,
                  guard: bool = True):
         if n_targets < 1 or n_clean < 0 or finetune_epochs < 1:
             raise ValueError(f"need n_targets >= 1, n_clean >= 0, finetune_epochs >= 1; "
@@ -153,7 +157,8 @@ class FineTune(Scratch):
         return s
 
     def knowledge(self, setting: Setting) -> dict:
-        return {"test": setting.test, "surrogates": [setting.baseline], "guards": setting.extras["guards"]}
+        return {"test": setting.test, "surrogates": [setting.baseline], "guards": setting.extras["guards"],
+                "batch_clean": self.n_clean}
 
     def training_set(self, setting: Setting, poisoned: PoisonedDataset, trial: int) -> PoisonedDataset:
         rest = np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)
@@ -166,6 +171,11 @@ class FineTune(Scratch):
         return models.fine_tune(setting.baseline, data, epochs=self.finetune_epochs, seed=seed, **kw)
 
     robust_victim = victim
+
+    def inspected(self, setting: Setting, victim):
+        """The deployed model: the defender audits the new batch before fine-tuning on it
+        (after fine-tuning the poisons are fitted and their gradients have vanished)."""
+        return setting.baseline
 
 
 class Federated(Scratch):

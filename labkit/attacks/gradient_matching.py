@@ -66,8 +66,9 @@ def _choose_bases(data: Dataset, x_target: np.ndarray, target_class: int, n: int
 
 def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_class: int,
                     surrogates, rate: float = 0.05, eps: float = 0.15, steps: int = 200,
-                    restarts: int = 1, step_size: float = 0.01, bases: str = "nearest",
-                    objective: str = "sign", keep_label: float = 1.0, guards=(), rng=None, progress: bool = False, history: Optional[list] = None) -> PoisonedDataset:
+                    restarts: int = 1, step_size: float = 0.01, bases: str = "random",
+                    objective: str = "sign", keep_label: float = 1.0, guards=(), batch_clean: int = 0,
+                    rng=None, progress: bool = False, history: Optional[list] = None) -> PoisonedDataset:
     """Craft Witches' Brew poisons for one target.
 
     Parameters
@@ -96,9 +97,11 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
         is ``1 - sum_i g_target_i * tanh(g_poison_i / tau) / sum_i |g_target_i|`` with
         ``tau`` the mean ``|g_poison_i|`` (a smooth sign). On the lab's Adam-trained victims
         it flips far more targets than the cosine (see the notebook).
-    bases : {"nearest", "random"}
-        Which rows of ``target_class`` become poisons: those closest to the target in
-        pixel space, or a random draw.
+    bases : {"random", "nearest"}
+        Which rows of ``target_class`` become poisons: a random draw (default), or those
+        closest to the target in pixel space. Nearest bases make even random noise flip
+        targets (they already sit near the target) and are the ones an independent
+        classifier misreads most, so they measure the base choice, not the gradient.
     keep_label : float >= 0
         Weight of a hinge penalty that keeps every poison classified as its own label by
         the surrogate with a logit margin of at least 1: the "clean label" stays plausible
@@ -106,6 +109,12 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
     guards : sequence of nn.Module
         Extra models of the attacker's own (e.g. :func:`linear_guard`) on which the same
         hinge keeps the poisons' labels plausible.
+    batch_clean : int >= 0
+        How many clean rows the attacker expects the victim to train on alongside the
+        poisons (the fine-tuning scenario says). The poisons then match the gradient of the
+        whole batch: theirs plus that of ``batch_clean`` clean rows of the attacker's own
+        (a random draw from ``data`` outside the bases), weighted by count. Without it the
+        clean rows dilute a gradient matched on the poisons alone.
     rng : None, int or numpy Generator
     history : list, optional
         If given, receives the alignment (the objective's own measure: the cosine, or the
@@ -148,12 +157,19 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
     yb = torch.tensor(data.y[idx])
     xt = torch.tensor(test.X[target_idx:target_idx + 1])
     at = torch.tensor([target_class])
+    if batch_clean < 0:
+        raise ValueError(f"batch_clean must be >= 0, got {batch_clean}")
+    rest = np.setdiff1d(np.arange(len(data)), idx)
+    clean_rows = rng.choice(rest, min(int(batch_clean), rest.size), replace=False) if batch_clean else rest[:0]
+    w_poison = len(idx) / (len(idx) + clean_rows.size)
     nets = []
     for s in surrogates:
         s = s.cpu().eval()
         params = {n: p.detach().clone().requires_grad_(True) for n, p in s.named_parameters()}
         gt = _flat_grad(s, params, xt, at, create_graph=False).detach()
-        nets.append((s, params, gt / gt.norm()))
+        gc = (_flat_grad(s, params, torch.tensor(data.X[clean_rows]), torch.tensor(data.y[clean_rows]),
+                         create_graph=False).detach() * (1 - w_poison) if clean_rows.size else 0.0)
+        nets.append((s, params, gt / gt.norm(), gc))
     gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
     best, best_loss, best_hist = None, np.inf, []
     bar = None
@@ -167,8 +183,8 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
         for _ in range(steps):
             x = (xb + delta).clamp(0, 1)
             loss, cos = 0.0, 0.0
-            for s, params, gt in nets:
-                gp = _flat_grad(s, params, x, yb, create_graph=True)
+            for s, params, gt, gc in nets:
+                gp = w_poison * _flat_grad(s, params, x, yb, create_graph=True) + gc
                 if objective == "cosine":
                     align = (gp @ gt) / gp.norm().clamp_min(1e-12)
                 else:
@@ -204,7 +220,8 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
     return make_poisoned(data, X=X, idx=idx, attack="gradient_matching",
                          params={"rate": rate, "eps": eps, "steps": steps, "restarts": restarts,
                                  "bases": bases, "objective": objective,
-                                 "alignment": round(_alignment_now(nets, xb + best, yb), 4)},
+                                 "batch_clean": int(clean_rows.size),
+                                 "alignment": round(_alignment_now(nets, xb + best, yb, w_poison), 4)},
                          target_idx=np.array([target_idx]), target_class=np.array([target_class]))
 
 
@@ -233,9 +250,9 @@ def linear_guard(data: Dataset, *, steps: int = 300, weight_decay: float = 1e-4,
     return net.eval()
 
 
-def _alignment_now(nets, x, yb) -> float:
+def _alignment_now(nets, x, yb, w_poison) -> float:
     vals = []
-    for s, params, gt in nets:
-        gp = _flat_grad(s, params, x.clamp(0, 1), yb, create_graph=False)
+    for s, params, gt, gc in nets:
+        gp = w_poison * _flat_grad(s, params, x.clamp(0, 1), yb, create_graph=False) + gc
         vals.append(float(gp @ gt / gp.norm().clamp_min(1e-12)))
     return float(np.mean(vals))

@@ -54,7 +54,7 @@ class Brew:
 
 
 def brew(split, *, n_targets: int = 10, rate: float = 0.05, eps: float = 0.15,
-         victim: str = "finetune", n_clean: int = 200, finetune_epochs: int = 1,
+         victim: str = "finetune", n_clean: int = 300, finetune_epochs: int = 1,
          ensemble: int = 1, guard: bool = True, seed: int = 0, train_kw: Optional[dict] = None,
          progress: bool = False, **craft_kw) -> Brew:
     """Train (or take) the deployed model, draw ``n_targets`` targets, craft their poisons.
@@ -104,6 +104,7 @@ def brew(split, *, n_targets: int = 10, rate: float = 0.05, eps: float = 0.15,
         hist = []
         pd = match_gradients(train, test=test, target_idx=int(t), target_class=int(a),
                              surrogates=surrogates, rate=rate, eps=eps, rng=rng,
+                             batch_clean=n_clean if victim == "finetune" else 0,
                              progress=progress, history=hist, **craft_kw)
         secs.append(time.perf_counter() - t0)
         hists.append(hist)
@@ -142,21 +143,31 @@ def evaluate(b: Brew, *, control: bool = True, **train_kw) -> dict:
         ``success`` (fraction of targets classified as their adversarial class),
         ``control_success`` (the same with the noise control; ``None`` if ``control=False``),
         ``clean_accuracy`` (victims' mean test accuracy), ``hits`` (per target),
+        ``prob`` / ``control_prob`` (per target, the victim's probability of the
+        adversarial class on the target: a finer measure than flipped or not),
         ``label_agreement`` (the worst target's :func:`labkit.metrics.label_consistency`).
     """
     test = b.split[1]
-    hits, accs, ctrl = [], [], []
+    reference = metrics.held_out(test, np.concatenate([pd.target_idx for pd in b.poisons]))   # no target
+    hits, accs, ctrl, prob, ctrl_prob = [], [], [], [], []
+
+    def adversarial_prob(net, pd):
+        t, a = int(pd.target_idx[0]), int(pd.target_class[0])
+        return float(models.predict_proba(net, test.X[t:t + 1])[0, a])
+
     for j, pd in enumerate(b.poisons):
         net = train_victim(b, j, pd, **train_kw)
         hits.append(metrics.attack_success_rate(net, pd, test))
         accs.append(metrics.clean_accuracy(net, test))
+        prob.append(adversarial_prob(net, pd))
         if control:
             cnet = train_victim(b, j, b.controls[j], **train_kw)
             ctrl.append(metrics.attack_success_rate(cnet, pd, test))
+            ctrl_prob.append(adversarial_prob(cnet, pd))
     return {"success": float(np.mean(hits)), "control_success": float(np.mean(ctrl)) if control else None,
-            "clean_accuracy": float(np.mean(accs)), "hits": hits,
-            "label_agreement": float(min(metrics.label_consistency(pd, metrics.held_out(test, pd.target_idx))
-                                         for pd in b.poisons))}
+            "clean_accuracy": float(np.mean(accs)), "hits": hits, "prob": prob,
+            "control_prob": ctrl_prob if control else None,
+            "label_agreement": float(min(metrics.label_consistency(pd, reference) for pd in b.poisons))}
 
 
 def audit_batches(b: Brew, *, expected_rate: Optional[float] = None, threshold: float = 3.0, **kw) -> dict:
@@ -213,7 +224,7 @@ def dp_sgd_curve(b: Brew, noise_multipliers: Sequence[float], *, max_norm: float
 
 
 def try_target(split, deployed: nn.Module, *, target: int = 0, rate: float = 0.05, eps: float = 0.15,
-               steps: int = 60, n_clean: int = 200, seed: int = 0, **craft_kw) -> dict:
+               steps: int = 60, n_clean: int = 300, seed: int = 0, **craft_kw) -> dict:
     """One quick fine-tuning trial (for widgets): craft for the ``target``-th of 10 drawn
     targets, fine-tune the deployed model on poisons and on the noise control.
 
@@ -225,7 +236,7 @@ def try_target(split, deployed: nn.Module, *, target: int = 0, rate: float = 0.0
     targets, classes = choose_targets(deployed, test, 10, rng=seed)
     t, a = int(targets[target]), int(classes[target])
     pd = match_gradients(train, test=test, target_idx=t, target_class=a, surrogates=deployed,
-                         rate=rate, eps=eps, steps=steps, rng=seed, **craft_kw)
+                         rate=rate, eps=eps, steps=steps, batch_clean=n_clean, rng=seed, **craft_kw)
     ctrl = random_noise(pd, eps=eps, rng=seed)
     rest = np.setdiff1d(np.arange(len(train)), pd.poison_idx)
     rows = np.concatenate([pd.poison_idx, np.random.default_rng(seed).choice(rest, n_clean, replace=False)])
