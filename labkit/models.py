@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .compute import limit_threads
+from .optim import Adam
 from .rng import as_rng, seed_for  # noqa: F401  (seed_for: part of the models API)
 from .types import Dataset
 
@@ -154,7 +155,7 @@ def train(data: Dataset, *, model: Union[str, Callable[..., nn.Module], nn.Modul
     X = _as_tensor(data.X, device)
     y = torch.tensor(data.y, device=device)
     w = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, np.float32), device=device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = Adam(net.parameters(), lr=lr, weight_decay=weight_decay)  # == torch.optim.Adam, no torch._dynamo
     step = _per_sample_step(net, aggregate) if aggregate is not None else None
     epochs_iter = range(epochs)
     if progress:
