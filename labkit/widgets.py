@@ -165,7 +165,7 @@ def label_flip_explorer(*, seed: int = 0):
             train_kw=_cheap_train())),
         title="Label flipping vs k-NN sanitisation",
         rate=_slider("flip rate", 0.3, 0.05, 0.5, 0.05),
-        strategy=_dropdown("strategy", ["random", "targeted", "optimised"], "random"),
+        strategy=_dropdown("strategy", ["random", "targeted", "class_pair", "optimised"], "random"),
         k=_slider("neighbours k", 10, 3, 30, 1),
         eta=_slider("disagreement eta", 0.5, 0.3, 0.9, 0.05))
 

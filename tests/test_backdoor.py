@@ -15,8 +15,9 @@ import labkit as lk
 from labkit.attacks.backdoor import BlendTrigger, PatchTrigger, add_backdoor, blend_trigger, patch_trigger
 from labkit.contracts import check_attack, check_detector
 from labkit.defences.activation_clustering import activation_clustering, split_class
-from labkit.defences.spectral_signature import (class_whitener, signature_strength, spectral_filter,
-                                                spectral_scores, spectral_signature)
+from labkit.defences.spectral_signature import (DEFAULT_EXPECTED_RATE, class_whitener, signature_strength,
+                                                spectral_filter, spectral_scores, spectral_signature,
+                                                spectral_signature_paper)
 from labkit.defences.strip import StripFilter, strip, strip_entropy, strip_report, superimpose
 from labkit.registry import DefenceSpec
 
@@ -160,6 +161,28 @@ def test_spectral_signature_finds_the_poisons(victim):
     assert int(np.argmax(signature_strength(feats, p.y))) == 0
 
 
+def test_spectral_paper_rule_removes_the_top_scores_of_every_class(victim):
+    p, _, feats = victim
+    det = spectral_signature_paper(feats, p.y, expected_rate=0.05)
+    for c in range(10):
+        rows = np.flatnonzero(p.y == c)
+        k = int(np.ceil(1.5 * 0.05 * rows.size))
+        assert det.flagged[rows].sum() == k
+        top = rows[np.argsort(-spectral_scores(feats[rows]), kind="stable")[:k]]   # raw, one pass
+        assert det.flagged[top].all()
+    # the lab's rule (whitened, suspect class, three passes) finds more poisons with fewer rows
+    lab = spectral_signature(feats, p.y, expected_rate=0.05)
+    paper, ours = (lk.metrics.detection_report(d, p) for d in (det, lab))
+    assert ours["recall"] > paper["recall"] and lab.n_flagged < det.n_flagged
+
+
+def test_defender_guess_is_not_the_attacks_rate():
+    attack_rate = lk.registry.get_attack("backdoor").settings["rate"]
+    for name in ("spectral_signature", "spectral_signature_paper"):
+        guess = lk.registry.get_defence(name).settings["expected_rate"]
+        assert guess == DEFAULT_EXPECTED_RATE and guess != attack_rate
+
+
 def test_activation_clustering_finds_the_poisons(victim):
     p, _, feats = victim
     det = activation_clustering(feats, p.y, rng=0)
@@ -233,7 +256,13 @@ def test_remove_and_retrain_defeats_the_backdoor(defence):
     assert r.attack_success >= 0.95
     assert r.detection["recall"] >= 0.9
     assert r.attack_success_defended <= 0.10
-    assert r.clean_accuracy_defended >= r.clean_accuracy_no_attack - 0.015
+    if defence == "activation_clustering":
+        assert r.clean_accuracy_defended >= r.clean_accuracy_no_attack - 0.015
+    else:
+        # the default guess (0.1, twice the true rate) removes 1.5 x 10% of the rows from
+        # the suspect class: all of class 0, clean zeros included, and accuracy on zeros
+        assert r.detection["poison_class_flag_rate"] >= 0.99
+        assert r.clean_accuracy_defended <= r.clean_accuracy_no_attack - 0.05
 
 
 def test_strip_run_reports_rates_not_detection():
@@ -249,10 +278,28 @@ def test_blend_trigger_at_010_succeeds():
     assert r.attack_success >= 0.90
 
 
-def test_failure_modes_are_real(digits):
-    # activation clustering at rate 0.10: poisons are half of class 0, no "small" cluster
+@pytest.fixture(scope="module")
+def victim_010(digits):
+    """The default backdoor at rate 0.10 (seed 0): poisons are half of class 0."""
     p = add_backdoor(digits.train, rate=0.10, rng=0)
-    feats = lk.models.embed(lk.models.train(p, seed=0), p.X)
+    return p, lk.models.embed(lk.models.train(p, seed=0), p.X)
+
+
+def test_ica_reduce_stays_finite_on_dead_units(victim_010):
+    # the raw class activations of this victim have dead ReLU units; FastICA's own whitening
+    # returned NaN sources for 8 of these 40 fits and crashed activation_clustering below
+    p, feats = victim_010
+    for c in range(10):
+        for s in range(4):
+            in_small, size, sil, lean = split_class(feats[p.y == c], reduce="ica", rng=s)
+            assert np.isfinite(sil) and np.isfinite(lean).all() and 0 < size <= 0.5
+    det = check_detector(activation_clustering, feats, p.y, reduce="ica", whiten=False, rng=0)
+    assert det.params["reduce"] == "ica"
+
+
+def test_failure_modes_are_real(digits, victim_010):
+    # activation clustering at rate 0.10: poisons are half of class 0, no "small" cluster
+    p, feats = victim_010
     assert lk.metrics.detection_report(activation_clustering(feats, p.y, rng=0), p)["recall"] <= 0.2
     # spectral signatures at rate 0.01: the signature is too weak to single out class 0
     p = add_backdoor(digits.train, rate=0.01, rng=0)

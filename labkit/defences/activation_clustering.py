@@ -58,7 +58,14 @@ def split_class(reps, *, n_components: int = 10, reduce: str = "pca", rng=None):
     if reduce == "pca":
         Z = PCA(k, random_state=seed).fit_transform(R)
     else:
-        Z = FastICA(k, random_state=seed, max_iter=1000, whiten="unit-variance").fit_transform(R)
+        # Whiten with PCA first, then unmix the k white components. FastICA's own whitening
+        # (whiten="unit-variance") can return NaN sources on penultimate activations with
+        # dead ReLU units (about one fit in five on the rate-0.10 backdoor's raw class
+        # activations), which k-means then rejects.
+        Z = PCA(k, whiten=True, random_state=seed).fit_transform(R)
+        Z = FastICA(k, random_state=seed, max_iter=1000, whiten=False).fit_transform(Z)
+    if not np.isfinite(Z).all():
+        raise FloatingPointError(f"{reduce} returned non-finite components for reps of shape {R.shape}")
     km = KMeans(2, n_init=10, random_state=seed).fit(Z)
     counts = np.bincount(km.labels_, minlength=2)
     small = int(np.argmin(counts))

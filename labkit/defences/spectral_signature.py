@@ -16,8 +16,13 @@ import numpy as np
 from ..types import Detection
 from .base import check_rate
 
-__all__ = ["spectral_scores", "spectral_signature", "class_whitener", "signature_strength",
-           "spectral_filter"]
+__all__ = ["spectral_scores", "spectral_signature", "spectral_signature_paper", "class_whitener",
+           "signature_strength", "spectral_filter", "DEFAULT_EXPECTED_RATE"]
+
+#: The defender's default contamination guess: a number the defender sets, never the attack's
+#: rate (the backdoor's default rate is 0.05). Guessing high costs clean rows; guessing low
+#: leaves poisons behind (notebooks/02_backdoors.ipynb measures both).
+DEFAULT_EXPECTED_RATE = 0.1
 
 
 def spectral_scores(reps) -> np.ndarray:
@@ -124,11 +129,15 @@ def spectral_filter(reps, k: int, *, rounds: int = 3) -> np.ndarray:
     return np.sort(np.array(removed, np.int64))
 
 
-def spectral_signature(features, labels, *, expected_rate: float = 0.05,
+def spectral_signature(features, labels, *, expected_rate: float = DEFAULT_EXPECTED_RATE,
                        classes: Union[str, int] = "auto", whiten: bool = True,
                        ridge: float = 0.01, removal_factor: float = 1.5,
                        rounds: int = 3) -> Detection:
-    """Flag the rows with the largest spectral scores in the suspected class.
+    """Flag the rows with the largest spectral scores in the suspected class (the lab's rule).
+
+    The lab's variant of Tran et al.'s defence: whitened representations, one suspect class
+    chosen automatically, removal in several passes. :func:`spectral_signature_paper` is the
+    paper's rule, for comparison.
 
     Parameters
     ----------
@@ -138,8 +147,10 @@ def spectral_signature(features, labels, *, expected_rate: float = 0.05,
     labels : array of int, shape (n,)
         The training labels as given (poisons carry the attacker's label).
     expected_rate : float in (0, 1]
-        Fraction of the *whole training set* the defender believes is poisoned (the
-        paper's epsilon). ``ceil(removal_factor * expected_rate * n)`` rows are removed
+        A contamination guess the defender sets: the fraction of the *whole training set*
+        they believe is poisoned (the paper's epsilon). Default
+        :data:`DEFAULT_EXPECTED_RATE` (0.1), not the attack's rate, which a defender does
+        not know. ``ceil(removal_factor * expected_rate * n)`` rows are removed
         (capped at the class size), as Tran et al. remove 1.5 epsilon.
     classes : "auto", "all" or int
         Where to look. ``"auto"``: the one class with the largest
@@ -224,3 +235,34 @@ def spectral_signature(features, labels, *, expected_rate: float = 0.05,
                      params={"expected_rate": expected_rate, "classes": classes, "whiten": whiten,
                              "ridge": ridge, "removal_factor": removal_factor, "rounds": rounds,
                              "suspect_class": suspect})
+
+
+def spectral_signature_paper(features, labels, *, expected_rate: float = DEFAULT_EXPECTED_RATE,
+                             removal_factor: float = 1.5) -> Detection:
+    """Tran et al.'s rule as published: per class, remove the ``1.5 epsilon n_c`` top scores.
+
+    Every class is scored on its raw (not whitened) representations, centred at the class
+    mean, along its top singular vector (:func:`spectral_scores`), and the
+    ``ceil(removal_factor * expected_rate * n_c)`` rows with the largest scores of *every*
+    class are removed in one pass. The same as ``spectral_signature(..., classes="all",
+    whiten=False, rounds=1)``; the defender needs no idea which class is poisoned, and
+    pays for it with clean rows removed from every clean class.
+
+    Parameters
+    ----------
+    features, labels : as for :func:`spectral_signature`.
+    expected_rate : float in (0, 1]
+        The defender's contamination guess (epsilon); default :data:`DEFAULT_EXPECTED_RATE`.
+    removal_factor : float
+        1.5 in the paper.
+
+    References
+    ----------
+    Tran, Li & Madry 2018, "Spectral signatures in backdoor attacks", NeurIPS,
+    arXiv:1811.00636, Algorithm 1.
+    """
+    det = spectral_signature(features, labels, expected_rate=expected_rate, classes="all",
+                             whiten=False, removal_factor=removal_factor, rounds=1)
+    return Detection(scores=det.scores, flagged=det.flagged, defence="spectral_signature_paper",
+                     params={"expected_rate": expected_rate, "removal_factor": removal_factor,
+                             "rule": "paper"})

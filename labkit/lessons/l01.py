@@ -49,11 +49,11 @@ def _l1_sanitiser_settings(answer):
 @exercise("l1_which_evades",
           hint="k-NN sanitisation trusts the neighbourhood. Which strategy changes whole "
                "neighbourhoods at once?",
-          solution="'optimised': it relabels (most of) a whole class consistently, so each "
+          solution="'class_pair' (and 'optimised', which grows consistent regions too): it relabels (most of) a whole class consistently, so each "
                    "flipped row's neighbours carry the same wrong label and the majority vote "
                    "agrees with the attacker.")
 def _l1_which_evades(answer):
-    return one_of(answer, ("optimised", "optimized"),
+    return one_of(answer, ("class_pair", "class pair", "class-pair", "optimised", "optimized"),
                    right="yes: consistent flips make the neighbours agree with the attacker.",
                    wrong="measure it: run lk.run('label_flip', defence='knn_sanitisation', "
                          "params={'strategy': ...}) for each strategy and compare recall.")
