@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import models
+from ..optim import Adam
 from ..rng import as_rng
 from ..types import Dataset, PoisonedDataset, make_poisoned
 
@@ -178,7 +179,7 @@ def match_gradients(data: Dataset, *, test: Dataset, target_idx: int, target_cla
         bar = tqdm(total=steps * restarts, desc="brewing poisons", leave=False)
     for _ in range(restarts):
         delta = ((torch.rand(xb.shape, generator=gen) * 2 - 1) * eps).requires_grad_(True)
-        opt = torch.optim.Adam([delta], lr=step_size)
+        opt = Adam([delta], lr=step_size)
         hist = []
         for _ in range(steps):
             x = (xb + delta).clamp(0, 1)
@@ -240,7 +241,7 @@ def linear_guard(data: Dataset, *, steps: int = 300, weight_decay: float = 1e-4,
     net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(data.image_shape)), data.n_classes))
     models._init_(net, gen)
     X, y = torch.tensor(data.X), torch.tensor(data.y)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=weight_decay)
+    opt = Adam(net.parameters(), lr=0.01, weight_decay=weight_decay)
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(net(X), y).backward()
