@@ -56,7 +56,7 @@ from .defences.feature_outliers import feature_outliers
 from .defences.gradient_audit import audit_gradients
 from .defences.knn_sanitisation import knn_sanitisation
 from .defences.robust_training import adversarial_training, augmentation
-from .defences.spectral_signature import spectral_signature
+from .defences.spectral_signature import spectral_signature, spectral_signature_paper
 from .defences.strip import strip, strip_report
 from .federated import malicious_clients
 from .scenarios import SCENARIOS
@@ -66,7 +66,8 @@ __all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "get_attack", "ge
 
 #: Keyword arguments of a ``craft`` function that the scenario fills in, not the user
 #: (targeted scenarios also fill in ``TARGET_PROVIDES``).
-SCENARIO_PROVIDES = ("test", "extractor", "guard", "surrogates", "guards", "rng", "progress", "history")
+SCENARIO_PROVIDES = ("test", "extractor", "guard", "surrogates", "guards", "batch_clean", "rng", "progress",
+                     "history")
 TARGET_PROVIDES = ("target_idx", "target_class")
 DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference")
 NEEDS = ("pixels", "features", "gradients", None)
@@ -143,10 +144,11 @@ _A, _D = AttackSpec, DefenceSpec
 
 #: name -> AttackSpec. Lessons 1-4.
 ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
-    _A("label_flip", flip_labels, "scratch", "relabel a fraction of rows (random, targeted class pair, optimised)",
+    _A("label_flip", flip_labels, "scratch", "relabel a fraction of rows (random, targeted, class-pair heuristic, greedy optimised)",
        ("knn_sanitisation", "confident_learning", "dpa")),
     _A("backdoor", add_backdoor, "scratch", "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
-       ("spectral_signature", "activation_clustering", "strip", "augmentation", "adversarial_training")),
+       ("spectral_signature", "spectral_signature_paper", "activation_clustering", "strip", "augmentation",
+        "adversarial_training")),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
        ("deep_knn", "feature_outliers", "augmentation")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
@@ -166,7 +168,11 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
     _D("dpa", "model", dpa, "k models on hash partitions, majority vote, certified radius",
        report=certified_accuracy),
     _D("spectral_signature", "detector", spectral_signature,
-       "drop 1.5x the expected poisons along the top singular vector of the suspect class", needs="features"),
+       "lab rule: drop 1.5x the guessed poisons along the top whitened singular vector of the suspect class",
+       needs="features"),
+    _D("spectral_signature_paper", "detector", spectral_signature_paper,
+       "Tran et al.'s rule: drop 1.5x the guessed rate of every class along its raw top singular vector",
+       needs="features"),
     _D("activation_clustering", "detector", activation_clustering,
        "2-means per class on activations; drop small, well separated clusters", needs="features"),
     _D("strip", "inference", strip, "reject test inputs whose prediction survives superimposition (low entropy)",

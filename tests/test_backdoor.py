@@ -156,7 +156,8 @@ def test_spectral_signature_finds_the_poisons(victim):
     det = spectral_signature(feats, p.y, expected_rate=0.05)
     rep = lk.metrics.detection_report(det, p)
     assert det.params["suspect_class"] == 0
-    assert det.n_flagged == int(np.ceil(1.5 * 0.05 * len(p)))      # removes 1.5x the expected rate
+    zeros = int((p.y == 0).sum())                                   # 1.5x the guess, at most half the class
+    assert det.n_flagged == min(int(np.ceil(1.5 * 0.05 * len(p))), zeros // 2)
     assert rep["recall"] >= 0.9 and rep["auroc"] >= 0.95
     assert int(np.argmax(signature_strength(feats, p.y))) == 0
 
@@ -256,13 +257,13 @@ def test_remove_and_retrain_defeats_the_backdoor(defence):
     assert r.attack_success >= 0.95
     assert r.detection["recall"] >= 0.9
     assert r.attack_success_defended <= 0.10
-    if defence == "activation_clustering":
-        assert r.clean_accuracy_defended >= r.clean_accuracy_no_attack - 0.015
-    else:
-        # the default guess (0.1, twice the true rate) removes 1.5 x 10% of the rows from
-        # the suspect class: all of class 0, clean zeros included, and accuracy on zeros
-        assert r.detection["poison_class_flag_rate"] >= 0.99
-        assert r.clean_accuracy_defended <= r.clean_accuracy_no_attack - 0.05
+    assert r.clean_accuracy_defended >= r.clean_accuracy_no_attack - 0.015
+    if defence == "spectral_signature":
+        # the default guess (0.1, twice the true rate) would remove more than class 0 holds;
+        # the rule stops at half the suspect class, so clean zeros survive
+        zeros = int((r.poisoned.y == 0).sum())
+        assert r.detection["n_flagged"] <= zeros // 2
+        assert r.detection["poison_class_flag_rate"] <= 0.5
 
 
 def test_strip_run_reports_rates_not_detection():

@@ -150,8 +150,9 @@ def spectral_signature(features, labels, *, expected_rate: float = DEFAULT_EXPEC
         A contamination guess the defender sets: the fraction of the *whole training set*
         they believe is poisoned (the paper's epsilon). Default
         :data:`DEFAULT_EXPECTED_RATE` (0.1), not the attack's rate, which a defender does
-        not know. ``ceil(removal_factor * expected_rate * n)`` rows are removed
-        (capped at the class size), as Tran et al. remove 1.5 epsilon.
+        not know. ``ceil(removal_factor * expected_rate * n)`` rows are removed, as Tran
+        et al. remove 1.5 epsilon (at most half of the suspect class with ``"auto"`` or an
+        int: a guess that is too high then costs clean rows of that class, not the class).
     classes : "auto", "all" or int
         Where to look. ``"auto"``: the one class with the largest
         :func:`signature_strength` (an all-to-one backdoor puts every poison in one
@@ -228,7 +229,9 @@ def spectral_signature(features, labels, *, expected_rate: float = DEFAULT_EXPEC
         else:
             raise ValueError(f"classes must be 'auto', 'all' or a label present in the data, got {classes!r}")
         rows = np.flatnonzero(labels == suspect)
-        k = min(rows.size, int(np.ceil(removal_factor * expected_rate * len(labels) - 1e-9)))
+        # never more than half the suspect class: poisons that were most of a class would
+        # define it, and a larger guess should not throw the clean class away with them
+        k = min(rows.size // 2, int(np.ceil(removal_factor * expected_rate * len(labels) - 1e-9)))
         if rows.size > 1:
             flagged[rows[spectral_filter(reps[suspect], k, rounds=rounds)]] = True
     return Detection(scores=scores, flagged=flagged, defence="spectral_signature",
