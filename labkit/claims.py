@@ -90,6 +90,9 @@ CLAIMS: tuple = (
     _c("l1_targeted_flips", 1, "3 -> 8 flips of half the 3s: the 3s read as 8, overall accuracy", "label_flip",
        {"success": "attack_success", **ACC}, rate=0.5,
        params={"strategy": "targeted", "source_class": 3, "target_class": 8}),
+    *(_c(f"l1_{strategy}_{rate}", 1, f"{strategy} flips at rate {rate}: clean accuracy", "label_flip",
+         {"accuracy": "clean_accuracy"}, rate=rate, params={"strategy": strategy}, quick=strategy == "optimised")
+      for rate in (0.1, 0.2) for strategy in ("random", "class_pair", "optimised")),
     _c("l1_knn_sanitisation", 1, "k-NN sanitisation of random flips at rate 0.3", "label_flip",
        {**DET, **AFTER, **ACC}, defence="knn_sanitisation", rate=0.3, quick=True),
     _c("l1_dpa", 1, "DPA, 50 partitions, random flips at rate 0.1: certified accuracy at radius 0 and 5",
@@ -98,11 +101,15 @@ CLAIMS: tuple = (
     # lesson 2: backdoors
     _c("l2_patch", 2, "BadNets 2x2 patch on 5% of the rows", "backdoor",
        {"success": "attack_success", **ACC}, quick=True),
-    _c("l2_spectral", 2, "spectral signatures (lab rule) against the patch at rate 0.05", "backdoor",
-       {**DET, **AFTER}, defence="spectral_signature", quick=True),
+    *(_c(f"l2_spectral_{rule}_guess_{guess}", 2,
+         f"spectral signatures ({rule} rule), defender guesses {guess:.0%} against a 5% patch backdoor",
+         "backdoor", {**DET, "flagged": "detection.n_flagged", **AFTER},
+         defence="spectral_signature" if rule == "lab" else "spectral_signature_paper",
+         defence_params={"expected_rate": guess}, quick=guess == 0.1)
+      for rule in ("lab", "paper") for guess in (0.01, 0.05, 0.1, 0.2)),
     _c("l2_activation_clustering", 2, "activation clustering against the patch at rate 0.05", "backdoor",
        {**DET, **AFTER}, defence="activation_clustering"),
-    _c("l2_ac_rate_0.1", 2, "activation clustering against the patch at rate 0.10", "backdoor",
+    _c("l2_ac_rate_0.1", 2, "activation clustering against the patch at rate 0.1", "backdoor",
        {**DET, **AFTER}, defence="activation_clustering", rate=0.1),
     _c("l2_strip", 2, "STRIP against the patch: AUROC, false rejections, triggered inputs let through",
        "backdoor", {"auroc": "extra.auroc", "false_rejections": "extra.frr", "false_accepts": "extra.far"},

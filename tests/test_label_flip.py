@@ -6,7 +6,7 @@ import labkit as lk
 from labkit.attacks import flip_labels
 from labkit.contracts import check_attack
 
-SEEDS = (0, 1, 2)
+SEEDS = (100, 101, 102)   # reporting seeds (labkit.claims.REPORTING_SEEDS); nothing was tuned on them
 
 
 @pytest.mark.parametrize("kw", [{"strategy": "random", "rate": 0.2},
