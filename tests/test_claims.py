@@ -94,8 +94,9 @@ NOT_MEASURED = re.compile(r"(arXiv:|Exercise |\*\*|PyTorch |Hydra |at least |at 
 
 
 def _stated_numbers(text: str):
-    """Decimals and percentages in prose, outside code spans and not exempt by context."""
-    text = re.sub(r"`[^`]*`", "", text)
+    """Decimals and percentages in prose, outside code spans and quotations ("...", a paper's
+    own words) and not exempt by context."""
+    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"", "", text)
     for m in NUMBER.finditer(text):
         if not NOT_MEASURED.search(text[max(0, m.start() - 12):m.start()]):
             yield m.group(1)
