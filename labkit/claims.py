@@ -2,7 +2,7 @@
 
 A :class:`Claim` is one ``python -m labkit run ...`` command (an attack, maybe a defence,
 settings) and the fields of its JSON result that the README and the notebooks quote.
-:func:`measure` runs a claim on a list of seeds; ``python -m labkit reproduce`` runs them all
+:func:`measure` runs claims on a list of seeds; ``python -m labkit reproduce`` runs them all
 on the reporting seeds and writes ``benchmarks/results.json`` and ``benchmarks/RESULTS.md``.
 
 Seed discipline: settings are chosen on :data:`DEV_SEEDS`; claims are reported on
@@ -73,10 +73,6 @@ def _lookup(d: dict, path: str):
     return None if d is None else float(d)
 
 
-def _c(name, lesson, text, attack, fields, **kw) -> Claim:
-    return Claim(name, lesson, text, attack, fields, **kw)
-
-
 ACC = {"accuracy_no_attack": "clean_accuracy_no_attack", "accuracy": "clean_accuracy"}
 DET = {"precision": "detection.precision", "recall": "detection.recall"}
 AFTER = {"accuracy_defended": "clean_accuracy_defended", "success_defended": "attack_success_defended"}
@@ -86,66 +82,66 @@ TARGETED = {"success": "attack_success", "control": "control_success", "label_ch
 #: Every claim the README's headline table and the notebooks' prose quote.
 CLAIMS: tuple = (
     # lesson 1: label flipping
-    _c("l1_random_flips", 1, "random flips at rate 0.3: clean accuracy", "label_flip", ACC, rate=0.3, quick=True),
-    _c("l1_targeted_flips", 1, "3 -> 8 flips of half the 3s: the 3s read as 8, overall accuracy", "label_flip",
-       {"success": "attack_success", **ACC}, rate=0.5,
-       params={"strategy": "targeted", "source_class": 3, "target_class": 8}),
-    *(_c(f"l1_{strategy}_{rate}", 1, f"{strategy} flips at rate {rate}: clean accuracy", "label_flip",
-         {"accuracy": "clean_accuracy"}, rate=rate, params={"strategy": strategy}, quick=strategy == "optimised")
+    Claim("l1_random_flips", 1, "random flips at rate 0.3: clean accuracy", "label_flip", ACC, rate=0.3, quick=True),
+    Claim("l1_targeted_flips", 1, "3 -> 8 flips of half the 3s: the 3s read as 8, overall accuracy", "label_flip",
+          {"success": "attack_success", **ACC}, rate=0.5,
+          params={"strategy": "targeted", "source_class": 3, "target_class": 8}),
+    *(Claim(f"l1_{strategy}_{rate}", 1, f"{strategy} flips at rate {rate}: clean accuracy", "label_flip",
+            {"accuracy": "clean_accuracy"}, rate=rate, params={"strategy": strategy}, quick=strategy == "optimised")
       for rate in (0.1, 0.2) for strategy in ("random", "class_pair", "optimised")),
-    _c("l1_knn_sanitisation", 1, "k-NN sanitisation of random flips at rate 0.3", "label_flip",
-       {**DET, **AFTER, **ACC}, defence="knn_sanitisation", rate=0.3, quick=True),
-    _c("l1_dpa", 1, "DPA, 50 partitions, random flips at rate 0.1: certified accuracy at radius 0 and 5",
-       "label_flip", {"certified_r0": "extra.0", "certified_r5": "extra.5", **ACC}, defence="dpa", rate=0.1,
-       defence_params={"k": 50}),
+    Claim("l1_knn_sanitisation", 1, "k-NN sanitisation of random flips at rate 0.3", "label_flip",
+          {**DET, **AFTER, **ACC}, defence="knn_sanitisation", rate=0.3, quick=True),
+    Claim("l1_dpa", 1, "DPA, 50 partitions, random flips at rate 0.1: certified accuracy at radius 0 and 5",
+          "label_flip", {"certified_r0": "extra.0", "certified_r5": "extra.5", **ACC}, defence="dpa", rate=0.1,
+          defence_params={"k": 50}),
     # lesson 2: backdoors
-    _c("l2_patch", 2, "BadNets 2x2 patch on 5% of the rows", "backdoor",
-       {"success": "attack_success", **ACC}, quick=True),
-    *(_c(f"l2_spectral_{rule}_guess_{guess}", 2,
-         f"spectral signatures ({rule} rule), defender guesses {guess:.0%} against a 5% patch backdoor",
-         "backdoor", {**DET, "flagged": "detection.n_flagged", **AFTER},
-         defence="spectral_signature" if rule == "lab" else "spectral_signature_paper",
-         defence_params={"expected_rate": guess}, quick=guess == 0.1)
+    Claim("l2_patch", 2, "BadNets 2x2 patch on 5% of the rows", "backdoor",
+          {"success": "attack_success", **ACC}, quick=True),
+    *(Claim(f"l2_spectral_{rule}_guess_{guess}", 2,
+            f"spectral signatures ({rule} rule), defender guesses {guess:.0%} against a 5% patch backdoor",
+            "backdoor", {**DET, "flagged": "detection.n_flagged", **AFTER},
+            defence="spectral_signature" if rule == "lab" else "spectral_signature_paper",
+            defence_params={"expected_rate": guess}, quick=guess == 0.1)
       for rule in ("lab", "paper") for guess in (0.01, 0.05, 0.1, 0.2)),
-    _c("l2_activation_clustering", 2, "activation clustering against the patch at rate 0.05", "backdoor",
-       {**DET, **AFTER}, defence="activation_clustering"),
-    _c("l2_ac_rate_0.1", 2, "activation clustering against the patch at rate 0.1", "backdoor",
-       {**DET, **AFTER}, defence="activation_clustering", rate=0.1),
-    _c("l2_strip", 2, "STRIP against the patch: AUROC, false rejections, triggered inputs let through",
-       "backdoor", {"auroc": "extra.auroc", "false_rejections": "extra.frr", "false_accepts": "extra.far"},
-       defence="strip"),
+    Claim("l2_activation_clustering", 2, "activation clustering against the patch at rate 0.05", "backdoor",
+          {**DET, **AFTER}, defence="activation_clustering"),
+    Claim("l2_ac_rate_0.1", 2, "activation clustering against the patch at rate 0.1", "backdoor",
+          {**DET, **AFTER}, defence="activation_clustering", rate=0.1),
+    Claim("l2_strip", 2, "STRIP against the patch: AUROC, false rejections, triggered inputs let through",
+          "backdoor", {"auroc": "extra.auroc", "false_rejections": "extra.frr", "false_accepts": "extra.far"},
+          defence="strip"),
     # lesson 3: clean-label
-    _c("l3_collision_eps_0.1", 3, "Poison Frogs, 30 poisons, eps 0.1", "feature_collision", TARGETED,
-       params={"eps": 0.1, "n_poisons": 30, "n_targets": 5}),
-    _c("l3_collision_eps_0.5", 3, "Poison Frogs, 30 poisons, eps 0.5", "feature_collision", TARGETED,
-       params={"eps": 0.5, "n_poisons": 30, "n_targets": 5}),
-    _c("l3_bullseye", 3, "bullseye polytope with an ensemble label guard, 30 poisons, eps 0.25", "clean_label",
-       {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"}, quick=True),
-    _c("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
-       {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
+    Claim("l3_collision_eps_0.1", 3, "Poison Frogs, 30 poisons, eps 0.1", "feature_collision", TARGETED,
+          params={"eps": 0.1, "n_poisons": 30, "n_targets": 5}),
+    Claim("l3_collision_eps_0.5", 3, "Poison Frogs, 30 poisons, eps 0.5", "feature_collision", TARGETED,
+          params={"eps": 0.5, "n_poisons": 30, "n_targets": 5}),
+    Claim("l3_bullseye", 3, "bullseye polytope with an ensemble label guard, 30 poisons, eps 0.25", "clean_label",
+          {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"}, quick=True),
+    Claim("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
+          {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
         **AFTER}, defence="deep_knn"),
-    _c("l3_augmentation", 3, "end-to-end retraining with augmentation against the bullseye", "clean_label",
-       {"success": "attack_success", **AFTER}, defence="augmentation"),
+    Claim("l3_augmentation", 3, "end-to-end retraining with augmentation against the bullseye", "clean_label",
+          {"success": "attack_success", **AFTER}, defence="augmentation"),
     # lesson 4: gradient matching and federated learning
-    _c("l4_gradient_matching", 4, "Witches' Brew, 5% poisons, eps 0.15, fine-tuning on poisons + 300 clean rows",
-       "gradient_matching", {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"},
-       quick=True),
-    _c("l4_dp_sgd", 4, "DP-SGD (clip 1, noise 0.5) against gradient matching", "gradient_matching",
-       {"success": "attack_success", **AFTER}, defence="dp_sgd"),
-    _c("l4_gradient_audit", 4, "gradient audit of the fine-tuning batch (robust threshold 3)", "gradient_matching",
-       {**DET, "auroc": "detection.auroc", **AFTER}, defence="gradient_audit"),
-    _c("l4_fed_sign_flip", 4, "federated, 2 of 10 clients flip their update's sign: plain mean vs median",
-       "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
+    Claim("l4_gradient_matching", 4, "Witches' Brew, 5% poisons, eps 0.15, fine-tuning on poisons + 300 clean rows",
+          "gradient_matching", {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"},
+          quick=True),
+    Claim("l4_dp_sgd", 4, "DP-SGD (clip 1, noise 0.5) against gradient matching", "gradient_matching",
+          {"success": "attack_success", **AFTER}, defence="dp_sgd"),
+    Claim("l4_gradient_audit", 4, "gradient audit of the fine-tuning batch (robust threshold 3)", "gradient_matching",
+          {**DET, "auroc": "detection.auroc", **AFTER}, defence="gradient_audit"),
+    Claim("l4_fed_sign_flip", 4, "federated, 2 of 10 clients flip their update's sign: plain mean vs median",
+          "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
                      "median": "clean_accuracy_defended"}, defence="median", rate=0.2, quick=True),
-    _c("l4_fed_scaling", 4, "federated, 2 of 10 clients scale their update: plain mean vs trimmed mean",
-       "federated", {"mean": "clean_accuracy", "trimmed_mean": "clean_accuracy_defended"},
-       defence="trimmed_mean", rate=0.2, params={"update": "scaling"}),
-    _c("l4_fed_krum", 4, "federated, 2 of 10 sign-flipping clients: Krum", "federated",
-       {"krum": "clean_accuracy_defended"}, defence="krum", rate=0.2),
-    _c("l4_fed_little", 4, "federated, 2 of 10 clients send 'a little is enough': plain mean vs median",
-       "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
+    Claim("l4_fed_scaling", 4, "federated, 2 of 10 clients scale their update: plain mean vs trimmed mean",
+          "federated", {"mean": "clean_accuracy", "trimmed_mean": "clean_accuracy_defended"},
+          defence="trimmed_mean", rate=0.2, params={"update": "scaling"}),
+    Claim("l4_fed_krum", 4, "federated, 2 of 10 sign-flipping clients: Krum", "federated",
+          {"krum": "clean_accuracy_defended"}, defence="krum", rate=0.2),
+    Claim("l4_fed_little", 4, "federated, 2 of 10 clients send 'a little is enough': plain mean vs median",
+          "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
                      "median": "clean_accuracy_defended"}, defence="median", rate=0.2,
-       params={"update": "little_is_enough"}),
+          params={"update": "little_is_enough"}),
 )
 
 
