@@ -82,6 +82,19 @@ def digest(panel) -> str:
     return hashlib.sha1((imgs.first.get_attribute("src") or "").encode()).hexdigest()[:12]
 
 
+def _read_when_written(path: Path, timeout: float = 30.0) -> dict:
+    """The JSON in ``path`` once the server has finished writing it (a save changes the
+    file's modification time before its last byte is on disk)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def check_cells(stored_nb: Path, saved_nb: Path, conftest) -> list[dict]:
     """Each ``# NBVAL_CHECK_OUTPUT`` cell's stored and JupyterLab output, and the problems."""
     def texts(cell):
@@ -94,7 +107,7 @@ def check_cells(stored_nb: Path, saved_nb: Path, conftest) -> list[dict]:
         return "".join(parts)
 
     stored = json.loads(stored_nb.read_text())["cells"]
-    saved = json.loads(saved_nb.read_text())["cells"]
+    saved = _read_when_written(saved_nb)["cells"]
     rows = []
     for i, (a, b) in enumerate(zip(stored, saved)):
         src = "".join(a["source"])
