@@ -75,7 +75,33 @@ def test_training_does_not_import_dynamo():
             "d = lk.data.digits(seed=0).train.subset(range(200))\n"
             "lk.models.train(d, epochs=1)\n"
             "lk.models.train(d, epochs=1, model='cnn', weight_decay=1e-4)\n"
+            "lk.models.train(d, epochs=1, aggregate=lk.defences.dp_sgd())   # per-sample gradients\n"
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_per_sample_gradients_match_torch_func(model):
+    """The aggregation slot's per-sample gradients (expanded weights) equal torch.func's
+    vmap(grad(...)): bitwise for the MLP, to float rounding for the CNN."""
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    net = models.mlp((1, 8, 8), 10) if model == "mlp" else models.small_cnn((1, 8, 8), 10)
+    x, y = torch.rand(12, 1, 8, 8), torch.randint(0, 10, (12,))
+    seen = {}
+    models._per_sample_step(net, lambda grads, gen: seen.update(grads) or
+                            {n: g.sum(0) for n, g in grads.items()})(x, y, None)
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    ref = vmap(grad(lambda prm, xi, yi: nn.functional.cross_entropy(functional_call(net, prm, (xi[None],)),
+                                                                     yi[None])), in_dims=(None, 0, 0))(params, x, y)
+    for n, p in net.named_parameters():
+        assert seen[n].shape == (12, *p.shape)
+        if model == "mlp":
+            assert torch.equal(seen[n], ref[n]), n
+        else:
+            torch.testing.assert_close(seen[n], ref[n], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p.grad, seen[n].sum(0))       # .grad is what the rule returned
+        assert p.grad_sample is None                              # nothing left behind for the next step
