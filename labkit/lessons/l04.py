@@ -134,6 +134,12 @@ def train_victim(b: Brew, j: int, data: Dataset, rows=None, **train_kw) -> nn.Mo
     return models.train(data.subset(rows), seed=st["seed"] + j, **kw)
 
 
+def _adversarial_prob(net: nn.Module, test: Dataset, pd) -> float:
+    """``net``'s probability of the adversarial class on ``pd``'s target."""
+    t, a = int(pd.target_idx[0]), int(pd.target_class[0])
+    return float(models.predict_proba(net, test.X[t:t + 1])[0, a])
+
+
 def evaluate(b: Brew, *, control: bool = True, **train_kw) -> dict:
     """Train one victim per target (with ``train_kw``, e.g. a defence's ``aggregate``).
 
@@ -150,20 +156,15 @@ def evaluate(b: Brew, *, control: bool = True, **train_kw) -> dict:
     test = b.split[1]
     reference = metrics.held_out(test, np.concatenate([pd.target_idx for pd in b.poisons]))   # no target
     hits, accs, ctrl, prob, ctrl_prob = [], [], [], [], []
-
-    def adversarial_prob(net, pd):
-        t, a = int(pd.target_idx[0]), int(pd.target_class[0])
-        return float(models.predict_proba(net, test.X[t:t + 1])[0, a])
-
     for j, pd in enumerate(b.poisons):
         net = train_victim(b, j, pd, **train_kw)
         hits.append(metrics.attack_success_rate(net, pd, test))
         accs.append(metrics.clean_accuracy(net, test))
-        prob.append(adversarial_prob(net, pd))
+        prob.append(_adversarial_prob(net, test, pd))
         if control:
             cnet = train_victim(b, j, b.controls[j], **train_kw)
             ctrl.append(metrics.attack_success_rate(cnet, pd, test))
-            ctrl_prob.append(adversarial_prob(cnet, pd))
+            ctrl_prob.append(_adversarial_prob(cnet, test, pd))
     return {"success": float(np.mean(hits)), "control_success": float(np.mean(ctrl)) if control else None,
             "clean_accuracy": float(np.mean(accs)), "hits": hits, "prob": prob,
             "control_prob": ctrl_prob if control else None,
@@ -240,7 +241,7 @@ def try_target(split, deployed: nn.Module, *, target: int = 0, rate: float = 0.0
     ctrl = random_noise(pd, eps=eps, rng=seed)
     rest = np.setdiff1d(np.arange(len(train)), pd.poison_idx)
     rows = np.concatenate([pd.poison_idx, np.random.default_rng(seed).choice(rest, n_clean, replace=False)])
-    prob = lambda net: float(models.predict_proba(net, test.X[t:t + 1])[0, a])     # noqa: E731
+    prob = lambda net: _adversarial_prob(net, test, pd)     # noqa: E731
     return {"poisoned": pd, "control": ctrl, "prob_deployed": prob(deployed),
             "prob_victim": prob(models.fine_tune(deployed, pd, rows, seed=seed)),
             "prob_control": prob(models.fine_tune(deployed, ctrl, rows, seed=seed))}
