@@ -44,7 +44,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# Browser check of the widgets in a real JupyterLab (needs Debian's chromium; not run by CI).
+# Browser check of the widgets in a real JupyterLab (needs Debian's chromium, installed here if missing; .ci/run runs it).
 ui-test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
 	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet $(PIP_SRC) playwright || $(PY) -m pip install --quiet playwright
