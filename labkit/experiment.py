@@ -1,20 +1,40 @@
 """One experiment, end to end: attack -> train the victim -> (defend -> retrain) -> measure.
 
-:func:`run` is what ``python -m labkit run`` and the notebooks call, for every attack and
-every defence that applies to it; :func:`sweep` repeats it over one setting (the curves in
-every lesson). How the victim trains comes from the attack's scenario
-(:mod:`labkit.scenarios`); targeted attacks run ``n_targets`` independent trials inside
-:func:`run`, each with the same-budget random-noise control.
+The engine is four public pieces, and everything that shows a number (the notebooks, the
+widgets, ``python -m labkit run`` and ``reproduce``) is built from them:
+
+=====================================  ====================================================
+:func:`prepare`                        what exists before the attack: the data split, the
+                                       scenario's clean victim, extractor, targets; the
+                                       attack's settings checked (a :class:`Context`)
+:func:`trial`                          one poisoned training set: craft, train the victim,
+                                       the same-budget random control and its victim,
+                                       measured (a :class:`Trial`)
+:func:`defend`                         one defence applied to a trial: detect and retrain,
+                                       train robustly, or guard the model (a
+                                       :class:`Defended`)
+:func:`measure`                        every trial of a context, defended or not, summed up
+                                       in a :class:`~labkit.types.RunResult`
+=====================================  ====================================================
+
+:func:`run` is ``measure(prepare(...))``; :func:`sweep` repeats it over one setting of the
+attack, its scenario or the defence (a defence setting re-uses the trials: the attack is
+crafted once per seed).
+
+Randomness: trial ``i`` of seed ``s`` draws its attack from ``default_rng([s, i, 0])``, its
+control from ``[s, i, 1]`` and its defence from ``[s, i, 2]``. No draw depends on which
+other trials ran before, or on anything kept between calls, so the same arguments give the
+same numbers in a notebook, a widget and the command line. The engine keeps no cache.
 
 See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
-import json
 import time
-from typing import Iterable, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -23,11 +43,13 @@ from . import metrics, models
 from .attacks.random_noise import random_noise
 from .defences.aggregation import aggregator
 from .defences.gradient_audit import head_gradients
-from .registry import SCENARIO_PROVIDES, resolve
-from .scenarios import SCENARIOS
+from .registry import ENGINE_PROVIDES, AttackSpec, DefenceSpec, get_attack, resolve
+from .scenarios import SCENARIOS, AttackerView, Setting
 from .types import Dataset, Detection, PoisonedDataset, RunResult
 
-__all__ = ["run", "sweep", "poison", "repair", "split_settings", "TRAIN_DEFAULTS"]
+__all__ = ["prepare", "craft", "trial", "defend", "measure", "run", "sweep", "poison", "repair", "split_settings",
+           "Context", "Trial", "Defended", "DetectorView", "DEFENDERS", "TRAIN_DEFAULTS", "DEFAULT_DATASET",
+           "trial_rng"]
 
 #: Training settings every experiment uses unless ``train_kw`` overrides them.
 TRAIN_DEFAULTS = {"model": "mlp"}
@@ -35,6 +57,15 @@ TRAIN_DEFAULTS = {"model": "mlp"}
 #: Datasets each scenario runs on when none is named (where the attack is known to work).
 DEFAULT_DATASET = {"scratch": "digits", "transfer": "digits", "finetune": "mnist_sample",
                    "federated": "digits"}
+
+#: The random streams of one trial (see the module docstring).
+STREAMS = {"attack": 0, "control": 1, "defence": 2}
+
+
+def trial_rng(seed: int, i: int, stream: str) -> np.random.Generator:
+    """The generator of ``stream`` (``"attack"``, ``"control"`` or ``"defence"``) in trial
+    ``i`` of ``seed``: independent of every other trial and stream."""
+    return np.random.default_rng([int(seed), int(i), STREAMS[stream]])
 
 
 def repair(view: Dataset, det: Detection, how: str = "drop") -> Dataset:
@@ -46,9 +77,9 @@ def repair(view: Dataset, det: Detection, how: str = "drop") -> Dataset:
     return view.subset(~det.flagged)
 
 
-def split_settings(spec, params: Optional[dict], rate: Optional[float]) -> tuple[dict, dict]:
+def split_settings(spec: AttackSpec, params: Optional[dict], rate: Optional[float]) -> tuple[dict, dict]:
     """``params`` split into the attack's settings and its scenario's settings, checked
-    against both signatures (``ValueError`` naming the valid keys before any work)."""
+    against both (``ValueError`` naming the valid keys before any work)."""
     params = dict(params or {})
     own, scen = spec.settings, spec.scenario_settings
     if rate is not None:
@@ -56,8 +87,8 @@ def split_settings(spec, params: Optional[dict], rate: Optional[float]) -> tuple
             raise ValueError(f"{spec.name} has no rate (its budget is set by "
                              f"{', '.join(k for k in own if k.startswith('n_')) or 'its settings'})")
         params["rate"] = rate
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(spec.craft).parameters.values())
-    unknown = [k for k in params if k not in own and k not in scen and (not takes_any or k in SCENARIO_PROVIDES)]
+    given = set(spec.takes) | set(ENGINE_PROVIDES)
+    unknown = [k for k in params if k not in own and k not in scen and (not spec.open_settings or k in given)]
     if unknown:
         raise ValueError(f"unknown {spec.name} setting(s) {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(sorted([*own, *scen]))}")
@@ -65,114 +96,342 @@ def split_settings(spec, params: Optional[dict], rate: Optional[float]) -> tuple
             {k: v for k, v in params.items() if k in scen})
 
 
-@functools.lru_cache(maxsize=16)
-def _split(dataset: str, seed: int) -> data_mod.Split:
-    return data_mod.load(dataset, seed=seed)
+# ---- prepare ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Context:
+    """Everything a trial needs, fixed before the attack: the attack and its checked
+    settings, the scenario and its :class:`~labkit.scenarios.Setting` (data split, clean
+    victim, extractor, targets), the training settings and the seed.
+
+    :meth:`using` gives the same setting with other attack settings (or another attack of
+    the same scenario), without preparing again.
+    """
+
+    spec: AttackSpec
+    scenario: object
+    setting: Setting
+    craft_kw: dict
+    scenario_kw: dict
+    train_kw: dict
+    seed: int
+
+    @property
+    def attack(self) -> str:
+        return self.spec.name
+
+    @property
+    def train(self) -> Dataset:
+        return self.setting.train
+
+    @property
+    def test(self) -> Dataset:
+        return self.setting.test
+
+    @property
+    def baseline(self):
+        """The victim trained on clean data (the deployed model, for fine-tuning)."""
+        return self.setting.baseline
+
+    @property
+    def n_trials(self) -> int:
+        """One trial per target for targeted attacks, else one."""
+        return self.scenario.n_targets if self.scenario.targeted else 1
+
+    @property
+    def targets(self) -> list:
+        """``[(target_idx, target_class), ...]``, one per trial (empty when untargeted)."""
+        if self.setting.targets is None:
+            return []
+        return [(int(t), int(c)) for t, c in zip(*self.setting.targets)]
+
+    def attacker_view(self, i: int = 0) -> AttackerView:
+        """What the attacker is given in trial ``i``."""
+        view = self.scenario.knowledge(self.setting)
+        return view.for_target(*self.targets[i]) if self.scenario.targeted else view
+
+    def using(self, attack: Optional[str] = None, *, rate: Optional[float] = None, **settings) -> "Context":
+        """This context with other attack settings (checked), or another attack of the same
+        scenario; the prepared setting (victim, targets) is shared, not rebuilt."""
+        spec = get_attack(attack) if attack is not None else self.spec
+        if spec.scenario != self.spec.scenario:
+            raise ValueError(f"{spec.name} runs in the {spec.scenario} scenario, this context is "
+                             f"{self.spec.scenario}")
+        keep = self.craft_kw if spec is self.spec else {}
+        craft_kw, scen_kw = split_settings(spec, {**keep, **settings}, rate)
+        if scen_kw:
+            raise ValueError(f"scenario settings ({', '.join(scen_kw)}) need a new prepare()")
+        return dataclasses.replace(self, spec=spec, craft_kw=craft_kw)
+
+    def __repr__(self) -> str:
+        kw = ", ".join(f"{k}={v!r}" for k, v in {**self.craft_kw, **self.scenario_kw}.items())
+        return (f"Context(attack={self.attack!r}, dataset={self.train.name!r}, seed={self.seed}, "
+                f"n_trials={self.n_trials}{', ' + kw if kw else ''})")
 
 
-@functools.lru_cache(maxsize=16)
-def _scratch_baseline(dataset: str, seed: int, train_items: str):
-    """The clean model of the ``scratch`` scenario (memoised: training is deterministic)."""
-    return models.train(_split(dataset, seed).train, seed=seed, **json.loads(train_items))
+def prepare(attack: str, *, dataset: Optional[str] = None, seed: int = 0, rate: Optional[float] = None,
+            params: Optional[dict] = None, train_kw: Optional[dict] = None,
+            split: Optional[data_mod.Split] = None) -> Context:
+    """Check the settings, load the data and build what exists before the attack.
+
+    Parameters are those of :func:`run` (which calls this). Unknown names and settings
+    raise ``ValueError`` before any data is loaded or model trained.
+    """
+    spec = get_attack(attack)
+    craft_kw, scen_kw = split_settings(spec, params, rate)
+    scenario = SCENARIOS[spec.scenario](**scen_kw)
+    train_kw = {**TRAIN_DEFAULTS, **(train_kw or {})}
+    if split is None:
+        split = data_mod.load(dataset or DEFAULT_DATASET[spec.scenario], seed=seed)
+    setting = scenario.prepare(split, seed=seed, train_kw=train_kw)
+    return Context(spec, scenario, setting, craft_kw, scen_kw, train_kw, int(seed))
 
 
-_VICTIMS: dict = {}
+# ---- trial --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Trial:
+    """One poisoned training set and what it did.
+
+    ``poisoned`` is what the attacker crafted (ground truth inside), ``train_set`` what the
+    victim and the defender see (the fine-tuning batch, or ``poisoned`` itself),
+    ``victim`` the model trained on it; ``control`` / ``control_victim`` the same-budget
+    random perturbation of the same rows and its victim (targeted attacks with an ``eps``;
+    else ``None``); ``history`` the attack's per-step record where it keeps one; ``row`` the
+    measured numbers (see :func:`trial`).
+    """
+
+    i: int
+    poisoned: PoisonedDataset
+    train_set: PoisonedDataset
+    victim: object
+    control: Optional[PoisonedDataset]
+    control_victim: object
+    history: list
+    row: dict
+
+    def __repr__(self) -> str:
+        return f"Trial(i={self.i}, n_poison={self.poisoned.n_poison}, " + \
+            ", ".join(f"{k}={v:.3g}" for k, v in self.row.items() if isinstance(v, float)) + ")"
 
 
-def _memo(key, make):
-    """Memoise ``make()`` under a JSON ``key`` (the last few): a widget that moves only a
-    defence setting does not re-run the attack. Settings that are not plain JSON are never
-    memoised. Everything memoised is deterministic, so results never depend on it."""
-    try:
-        k = json.dumps(key, sort_keys=True)
-    except TypeError:
-        return make()
-    if k not in _VICTIMS:
-        if len(_VICTIMS) >= 8:
-            _VICTIMS.pop(next(iter(_VICTIMS)))
-        _VICTIMS[k] = make()
-    return _VICTIMS[k]
+def craft(ctx: Context, i: int = 0, *, data: Optional[Dataset] = None, rng=None, progress: bool = False,
+          history: Optional[list] = None) -> PoisonedDataset:
+    """The poisoned training set of trial ``i`` (no victim trained): the attack's verb with
+    the attacker's view of the scenario and the trial's attack stream. ``data`` and ``rng``
+    replace the context's training set and the trial's stream (for contract tests)."""
+    spec = ctx.spec
+    given = ctx.attacker_view(i).given([n for n in spec.takes if n not in ENGINE_PROVIDES])
+    if "progress" in spec.takes:
+        given["progress"] = progress
+    if "history" in spec.takes and history is not None:
+        given["history"] = history
+    rng = trial_rng(ctx.seed, i, "attack") if rng is None else rng
+    return spec.craft(ctx.train if data is None else data, rng=rng, **given, **ctx.craft_kw)
 
 
-def _call(fn, *args, optional: dict, **kw):
-    """``fn(*args, **kw)``, plus those of ``optional`` that ``fn`` names in its signature."""
-    sig = inspect.signature(fn).parameters
-    return fn(*args, **{k: v for k, v in optional.items() if k in sig}, **kw)
+def target_probability(model, poisoned: PoisonedDataset, test: Dataset) -> float:
+    """``model``'s probability of the attacker's class on the first target."""
+    t, a = int(poisoned.target_idx[0]), int(np.ravel(poisoned.target_class)[0])
+    return float(models.predict_proba(model, test.X[t:t + 1])[0, a])
 
 
-def _defend(dspec, dkw, scenario, setting, train_set: PoisonedDataset, victim, seed, rng, test):
-    """The one defence step: ``(defended predictor, Detection or None, extra dict)``."""
-    view = train_set.as_dataset()
-    if dspec.kind == "detector":
-        inputs = {"pixels": lambda: view.flat(),
-                  "features": lambda: scenario.features(setting, victim, view.X),
-                  "gradients": lambda: head_gradients(scenario.inspected(setting, victim), view.X, view.y),
-                  }[dspec.needs]()
-        det = _call(dspec.fn, inputs, view.y, optional={"n_classes": view.n_classes, "rng": rng}, **dkw)
-        return scenario.victim(setting, repair(view, det, dspec.repair), seed), det, {}
-    if dspec.kind == "training":
-        return scenario.robust_victim(setting, view, seed, **dspec.fn(**dkw)), None, {}
-    if dspec.kind == "aggregation":
-        return scenario.victim(setting, train_set, seed, aggregate=aggregator(dspec.fn, **dkw)), None, {}
-    if dspec.kind == "model":
-        defended = dspec.fn(view, **dkw)
-        return defended, None, dspec.report(defended, test)
-    guard = dspec.fn(view, victim, rng=rng, **dkw)                            # inference
-    return guard, None, dspec.report(guard, test, train_set)
+def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = False) -> Trial:
+    """Trial ``i`` of ``ctx``: craft, train the victim, measure; for targeted attacks also
+    the independent label checks and (``control=True``) the same-budget random control.
 
-
-def _trial(spec, dspec, dkw, scenario, setting, craft_kw, i, rng, defence_rng, progress, memo_key):
-    """One poisoned training set: craft, train the victim, control, defend, measure."""
-    test, seed = setting.test, setting.seed + i
-    given = {**scenario.knowledge(setting), "rng": rng, "progress": progress}
-    if scenario.targeted:
-        given.update(target_idx=int(setting.targets[0][i]), target_class=int(setting.targets[1][i]))
-
-    def attack_and_victim():
-        poisoned = _call(spec.craft, setting.train, optional=given, **craft_kw)
-        train_set = scenario.training_set(setting, poisoned, i)
-        return poisoned, train_set, scenario.victim(setting, train_set, seed)
-
-    poisoned, train_set, victim = (attack_and_victim() if memo_key is None
-                                   else _memo([memo_key, i, craft_kw], attack_and_victim))
+    ``row`` holds ``clean_accuracy`` and ``attack_success``; targeted attacks add
+    ``target_idx``, ``target_class``, ``target_prob`` (the victim's probability of the
+    attacker's class on the target), ``label_consistency`` and ``label_checks``
+    (:func:`labkit.metrics.label_checks`), and with a control ``control_success`` and
+    ``control_prob``.
+    """
+    if not 0 <= i < ctx.n_trials:
+        raise ValueError(f"trial must be in [0, {ctx.n_trials}), got {i}")
+    scenario, setting, test, seed = ctx.scenario, ctx.setting, ctx.test, ctx.seed + i
+    history: list = []
+    poisoned = craft(ctx, i, progress=progress, history=history)
+    train_set = scenario.training_set(setting, poisoned, i)
+    victim = scenario.victim(setting, train_set, seed)
     row = {"clean_accuracy": metrics.clean_accuracy(victim, test),
            "attack_success": metrics.attack_success_rate(victim, poisoned, test)}
+    ctl = ctl_victim = None
     if scenario.targeted:
-        row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]))
+        row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]),
+                   target_prob=target_probability(victim, poisoned, test))
         checks = metrics.label_checks(poisoned, metrics.held_out(test, setting.targets[0]))   # no target
         row["label_consistency"] = checks["worst"]
         row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
         eps = poisoned.params.get("eps")
-        if eps:
-            control = random_noise(poisoned, eps=eps, rng=rng)
-            ctl_victim = scenario.victim(setting, scenario.training_set(setting, control, i), seed)
+        if control and eps:
+            ctl = random_noise(poisoned, eps=eps, rng=trial_rng(ctx.seed, i, "control"))
+            ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
             row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
-    det = None
-    if dspec is not None:
-        defended, det, extra = _defend(dspec, dkw, scenario, setting, train_set, victim, seed,
-                                       defence_rng, test)
-        row.update(clean_accuracy_defended=metrics.clean_accuracy(defended, test),
-                   attack_success_defended=metrics.attack_success_rate(defended, poisoned, test), extra=extra)
-        if det is not None:
-            report = metrics.detection_report(det, train_set)
-            labels = train_set.y[train_set.poison_idx]
-            if labels.size and (labels == labels[0]).all():   # the poisons share one label
-                same = (train_set.y == labels[0]) & ~train_set.is_poison
-                report["poison_class_flag_rate"] = float(det.flagged[same].mean()) if same.any() else 0.0
-            row["detection"] = report
-    return poisoned, det, row
+            row["control_prob"] = target_probability(ctl_victim, poisoned, test)
+    return Trial(i, poisoned, train_set, victim, ctl, ctl_victim, history, row)
 
+
+# ---- defend -------------------------------------------------------------------------------
+
+class DetectorView:
+    """What a detector is given: the suspect training set as the defender sees it (no
+    ground truth), and the model it may inspect. ``inputs(needs)`` computes the arrays a
+    detector kind asks for (:data:`labkit.registry.NEEDS`): ``"pixels"`` (flattened
+    images), ``"features"`` (penultimate activations of the victim) or ``"gradients"``
+    (per-sample gradients of the inspected model's head)."""
+
+    def __init__(self, ctx: Context, t: Trial):
+        self.data = t.train_set.as_dataset()
+        self.labels, self.n_classes = self.data.y, self.data.n_classes
+        self._ctx, self._victim = ctx, t.victim
+
+    def inputs(self, needs: str) -> np.ndarray:
+        ctx, X = self._ctx, self.data.X
+        if needs == "pixels":
+            return self.data.flat()
+        if needs == "features":
+            return ctx.scenario.features(ctx.setting, self._victim, X)
+        if needs == "gradients":
+            return head_gradients(ctx.scenario.inspected(ctx.setting, self._victim), X, self.labels)
+        raise ValueError(f"unknown detector input {needs!r}")
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Defended:
+    """A defence applied to a trial: the defended ``model`` (a predictor), the
+    ``detection`` (detectors only), the defence's own numbers (``extra``) and ``row``:
+    ``clean_accuracy_defended``, ``attack_success_defended``, ``detection`` (the report
+    with ground truth applied, detectors only) and ``extra``."""
+
+    model: object
+    detection: Optional[Detection]
+    extra: dict
+    row: dict
+
+
+def _detector(dspec: DefenceSpec, ctx: Context, t: Trial, settings: dict, rng):
+    view = DetectorView(ctx, t)
+    optional = {"n_classes": view.n_classes, "rng": rng}
+    takes = inspect.signature(dspec.fn).parameters
+    det = dspec.fn(view.inputs(dspec.needs), view.labels, **{k: v for k, v in optional.items() if k in takes},
+                   **settings)
+    model = ctx.scenario.victim(ctx.setting, repair(view.data, det, dspec.repair), ctx.seed + t.i)
+    return model, det, {}
+
+
+def _training(dspec, ctx, t, settings, rng):
+    return ctx.scenario.robust_victim(ctx.setting, t.train_set.as_dataset(), ctx.seed + t.i,
+                                      **dspec.fn(**settings)), None, {}
+
+
+def _aggregation(dspec, ctx, t, settings, rng):
+    return ctx.scenario.victim(ctx.setting, t.train_set, ctx.seed + t.i,
+                               aggregate=aggregator(dspec.fn, **settings)), None, {}
+
+
+def _model(dspec, ctx, t, settings, rng):
+    model = dspec.fn(t.train_set.as_dataset(), **settings)
+    return model, None, dspec.report(model, ctx.test)
+
+
+def _inference(dspec, ctx, t, settings, rng):
+    guard = dspec.fn(t.train_set.as_dataset(), t.victim, rng=rng, **settings)
+    return guard, None, dspec.report(guard, ctx.test, t.train_set)
+
+
+#: Defence kind -> ``fn(dspec, ctx, trial, settings, rng) -> (model, Detection or None, extra)``:
+#: the one place each kind's call shape (see :mod:`labkit.registry`) is written.
+DEFENDERS: dict[str, Callable] = {"detector": _detector, "training": _training, "aggregation": _aggregation,
+                                  "model": _model, "inference": _inference}
+
+
+def _defence(ctx: Context, defence: str, settings: dict) -> DefenceSpec:
+    _, dspec = resolve(ctx.attack, defence)
+    bad = [k for k in settings if k not in dspec.settings]
+    if bad:
+        raise ValueError(f"unknown {defence} setting(s) {', '.join(bad)}; valid: {', '.join(dspec.settings)}")
+    return dspec
+
+
+def defend(ctx: Context, t: Trial, defence: str, **settings) -> Defended:
+    """Apply ``defence`` (with ``settings``) to trial ``t``: the defended model and its numbers.
+
+    The defender sees the trial's training set and victim, never its ground truth; the
+    report compares the detection with the ground truth afterwards.
+    """
+    dspec = _defence(ctx, defence, settings)
+    model, det, extra = DEFENDERS[dspec.kind](dspec, ctx, t, settings, trial_rng(ctx.seed, t.i, "defence"))
+    row = {"clean_accuracy_defended": metrics.clean_accuracy(model, ctx.test),
+           "attack_success_defended": metrics.attack_success_rate(model, t.poisoned, ctx.test), "extra": extra}
+    if det is not None:
+        ts = t.train_set
+        report = metrics.detection_report(det, ts)
+        labels = ts.y[ts.poison_idx]
+        if labels.size and (labels == labels[0]).all():   # the poisons share one label
+            same = (ts.y == labels[0]) & ~ts.is_poison
+            report["poison_class_flag_rate"] = float(det.flagged[same].mean()) if same.any() else 0.0
+        row["detection"] = report
+    return Defended(model, det, extra, row)
+
+
+# ---- measure and run ----------------------------------------------------------------------
 
 def _mean(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
     return float(np.mean(vals)) if vals else None
 
 
+def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Optional[dict] = None,
+            trials: Optional[list] = None, progress: bool = False) -> RunResult:
+    """Every trial of ``ctx`` (or the given ``trials``), defended with ``defence`` if named,
+    summed up (means over trials). ``RunResult.trials`` holds the :class:`Trial` objects and
+    ``RunResult.defended`` the :class:`Defended` ones."""
+    t0 = time.perf_counter()
+    dkw = dict(defence_params or {})
+    if defence is not None:
+        _defence(ctx, defence, dkw)                    # refuse before any work
+    if trials is None:
+        idx = range(ctx.n_trials)
+        if progress and ctx.n_trials > 1:
+            from tqdm.auto import tqdm
+            idx = tqdm(idx, desc=f"{ctx.attack} trials", leave=False)
+        trials = [trial(ctx, i, progress=progress and ctx.n_trials == 1) for i in idx]
+    defended = [defend(ctx, t, defence, **dkw) for t in trials] if defence is not None else []
+    rows = [{**t.row, **(d.row if d else {})} for t, d in zip(trials, defended or [None] * len(trials))]
+    detection = None
+    reports = [r["detection"] for r in rows if "detection" in r]
+    if len(reports) == 1:
+        detection = reports[0]
+    elif reports:
+        detection = {k: float(np.nanmean([r.get(k, np.nan) for r in reports])) for k in reports[0]}
+    extra = dict(rows[0].get("extra", {})) if len(rows) == 1 else {}
+    if ctx.scenario.targeted:
+        extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
+        # each checker's mean "kept" over the targets (label_consistency takes the worse per target)
+        extra["checks"] = {f: float(np.nanmean([r["label_checks"][f]["kept"] for r in rows]))
+                           for f in metrics.CHECKERS}
+    first = trials[0].poisoned
+    return RunResult(
+        attack=ctx.attack, defence=defence, dataset=ctx.train.name, seed=ctx.seed,
+        params={**({"rate": first.params["rate"]} if "rate" in first.params else {}),
+                **first.params, **ctx.scenario_kw},
+        n_train=len(ctx.train), n_poison=first.n_poison,
+        clean_accuracy_no_attack=metrics.clean_accuracy(ctx.baseline, ctx.test),
+        clean_accuracy=_mean(rows, "clean_accuracy"), attack_success=_mean(rows, "attack_success"),
+        clean_accuracy_defended=_mean(rows, "clean_accuracy_defended"),
+        attack_success_defended=_mean(rows, "attack_success_defended"),
+        control_success=_mean(rows, "control_success"), label_consistency=_mean(rows, "label_consistency"),
+        detection=detection, seconds=time.perf_counter() - t0, extra=extra,
+        poisoned=first, verdict=defended[0].detection if defended else None,
+        trials=list(trials), defended=defended)
+
+
 def run(attack: str, *, defence: Optional[str] = None, dataset: Optional[str] = None, seed: int = 0,
         rate: Optional[float] = None, params: Optional[dict] = None,
         defence_params: Optional[dict] = None, train_kw: Optional[dict] = None,
         split: Optional[data_mod.Split] = None, progress: bool = False) -> RunResult:
-    """Run one attack (and optionally one defence that applies to it) and measure everything.
+    """Run one attack (and optionally one defence that applies to it) and measure everything:
+    ``measure(prepare(...), defence=...)``.
 
     Parameters
     ----------
@@ -206,98 +465,63 @@ def run(attack: str, *, defence: Optional[str] = None, dataset: Optional[str] = 
         gives their own label; ``extra["trials"]`` has one row per target.
     """
     t0 = time.perf_counter()
-    spec, dspec = resolve(attack, defence)
-    craft_kw, scen_kw = split_settings(spec, params, rate)
-    dkw = dict(defence_params or {})
-    if dspec is not None:
-        bad = [k for k in dkw if k not in dspec.settings]
-        if bad:
-            raise ValueError(f"unknown {defence} setting(s) {', '.join(bad)}; valid: {', '.join(dspec.settings)}")
-    scenario = SCENARIOS[spec.scenario](**scen_kw)
-    train_kw = {**TRAIN_DEFAULTS, **(train_kw or {})}
-    dataset = dataset or DEFAULT_DATASET[spec.scenario]
-    memo_key = None
-    if split is None:
-        split = _split(dataset, seed)
-        memo_key = [attack, dataset, seed, scen_kw, train_kw]
-    baseline = None
-    if spec.scenario == "scratch" and memo_key is not None:
-        baseline = _scratch_baseline(dataset, seed, json.dumps(train_kw, sort_keys=True))
-    setting = scenario.prepare(split, seed=seed, train_kw=train_kw, baseline=baseline)
-    # the attack draws from default_rng(seed), as `craft(..., rng=seed)` would; the defence
-    # has its own stream, so a memoised attack leaves the defence's randomness unchanged
-    rng, defence_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    n_trials = scenario.n_targets if scenario.targeted else 1
-    trials = range(n_trials)
-    if progress and n_trials > 1:
-        from tqdm.auto import tqdm
-        trials = tqdm(trials, desc=f"{attack} trials", leave=False)
-    first, rows = None, []
-    for i in trials:
-        poisoned, det, row = _trial(spec, dspec, dkw, scenario, setting, craft_kw, i, rng,
-                                    defence_rng, progress and n_trials == 1, memo_key)
-        first = first or (poisoned, det)
-        rows.append(row)
-    detection = None
-    reports = [r["detection"] for r in rows if "detection" in r]
-    if len(reports) == 1:
-        detection = reports[0]
-    elif reports:
-        detection = {k: float(np.nanmean([r.get(k, np.nan) for r in reports])) for k in reports[0]}
-    extra = dict(rows[0].get("extra", {})) if n_trials == 1 else {}
-    if scenario.targeted:
-        extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
-        # each checker's mean "kept" over the targets (label_consistency takes the worse per target)
-        extra["checks"] = {f: float(np.nanmean([r["label_checks"][f]["kept"] for r in rows]))
-                           for f in metrics.CHECKERS}
-    poisoned = first[0]
-    return RunResult(
-        attack=attack, defence=defence, dataset=split.train.name, seed=seed,
-        params={**({"rate": poisoned.params["rate"]} if "rate" in poisoned.params else {}),
-                **poisoned.params, **scen_kw},
-        n_train=len(split.train), n_poison=poisoned.n_poison,
-        clean_accuracy_no_attack=metrics.clean_accuracy(setting.baseline, split.test),
-        clean_accuracy=_mean(rows, "clean_accuracy"), attack_success=_mean(rows, "attack_success"),
-        clean_accuracy_defended=_mean(rows, "clean_accuracy_defended"),
-        attack_success_defended=_mean(rows, "attack_success_defended"),
-        control_success=_mean(rows, "control_success"), label_consistency=_mean(rows, "label_consistency"),
-        detection=detection, seconds=time.perf_counter() - t0, extra=extra,
-        poisoned=poisoned, verdict=first[1])
+    if defence is not None:
+        resolve(attack, defence)                       # refuse before loading anything
+    ctx = prepare(attack, dataset=dataset, seed=seed, rate=rate, params=params, train_kw=train_kw, split=split)
+    result = measure(ctx, defence=defence, defence_params=defence_params, progress=progress)
+    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
 
 
 def poison(attack: str, *, dataset: Optional[str] = None, seed: int = 0, rate: Optional[float] = None,
            params: Optional[dict] = None) -> PoisonedDataset:
-    """The training set ``attack`` poisons in its scenario (the first target for targeted
-    attacks), without training a victim on it: for audits and practice
+    """The training set ``attack`` poisons in its scenario (trial 0: the first target for
+    targeted attacks), without training a victim on it: for audits and practice
     (``python -m labkit audit --attack NAME``)."""
-    spec, _ = resolve(attack)
-    craft_kw, scen_kw = split_settings(spec, params, rate)
-    scenario = SCENARIOS[spec.scenario](**scen_kw)
-    split = _split(dataset or DEFAULT_DATASET[spec.scenario], seed)
-    setting = scenario.prepare(split, seed=seed, train_kw=dict(TRAIN_DEFAULTS))
-    given = {**scenario.knowledge(setting), "rng": np.random.default_rng(seed)}
-    if scenario.targeted:
-        given.update(target_idx=int(setting.targets[0][0]), target_class=int(setting.targets[1][0]))
-    return _call(spec.craft, setting.train, optional=given, **craft_kw)
+    return craft(prepare(attack, dataset=dataset, seed=seed, rate=rate, params=params), 0)
 
 
 def sweep(attack: str, name: str, values: Iterable, *, seeds: Iterable[int] = (0,),
-          progress: bool = True, **run_kw) -> list[RunResult]:
+          defence: Optional[str] = None, progress: bool = True, **run_kw) -> list[RunResult]:
     """:func:`run` for every value of one setting and every seed.
 
-    ``name`` is ``"rate"`` or a setting of the attack or its scenario; ``run_kw`` go to
-    :func:`run`. Returns the results in order (values outer, seeds inner).
+    ``name`` is ``"rate"``, a setting of the attack or its scenario, or (with ``defence``) a
+    setting of the defence: then each seed's trials are crafted once and every value
+    defends the same trials (the numbers equal separate :func:`run` calls). ``run_kw`` go
+    to :func:`run`. Returns the results in order (values outer, seeds inner).
     """
     from tqdm.auto import tqdm
 
     values, seeds = list(values), list(seeds)
-    grid = [(v, s) for v in values for s in seeds]
-    out = []
-    for v, s in tqdm(grid, desc=f"sweep {attack} over {name}", disable=not progress, leave=False):
-        kw = dict(run_kw)
-        if name == "rate":
-            kw["rate"] = v
-        else:
-            kw["params"] = {**kw.get("params", {}), name: v}
-        out.append(run(attack, seed=s, **kw))
-    return out
+    spec = get_attack(attack)
+    of_attack = name == "rate" or name in spec.settings or name in spec.scenario_settings
+    on_defence = False
+    if defence is not None:
+        _, dspec = resolve(attack, defence)
+        on_defence = not of_attack and name in dspec.settings
+    if not of_attack and not on_defence and not spec.open_settings:
+        raise ValueError(f"{name} is no setting of {attack}" + (f" or {defence}" if defence else ""))
+    out: dict = {}
+    bar = tqdm(total=len(values) * len(seeds), desc=f"sweep {attack} over {name}", disable=not progress,
+               leave=False)
+    for s in seeds:
+        if on_defence:
+            t0 = time.perf_counter()
+            ctx = prepare(attack, seed=s, **{k: v for k, v in run_kw.items() if k != "defence_params"})
+            trials = [trial(ctx, i) for i in range(ctx.n_trials)]
+            setup = time.perf_counter() - t0
+            for v in values:
+                dkw = {**run_kw.get("defence_params", {}), name: v}
+                r = measure(ctx, defence=defence, defence_params=dkw, trials=trials)
+                out[v, s] = dataclasses.replace(r, seconds=r.seconds + setup / len(values))
+                bar.update()
+            continue
+        for v in values:
+            kw = dict(run_kw)
+            if name == "rate":
+                kw["rate"] = v
+            else:
+                kw["params"] = {**kw.get("params", {}), name: v}
+            out[v, s] = run(attack, seed=s, defence=defence, **kw)
+            bar.update()
+    bar.close()
+    return [out[v, s] for v in values for s in seeds]

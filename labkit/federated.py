@@ -77,21 +77,22 @@ def malicious_clients(data: Dataset, *, rate: float = 0.2, n_clients: int = 10, 
     ``update`` (see :func:`malicious_updates`; ``boost`` and ``z`` tune it). The data itself
     is unchanged: the returned :class:`~labkit.types.PoisonedDataset` marks the malicious
     clients' rows as ``poison_idx`` and carries the clients, the protocol's ``n_clients``
-    and ``iid`` and the update in ``params``; :func:`federated_train` with
-    ``malicious_clients=`` runs the rounds. Shards and clients are drawn from ``rng`` in the
-    order :func:`federated_train` draws them from its ``seed``, so both agree.
+    and ``iid``, the update and ``shard_seed`` in ``params``; :func:`federated_train` with
+    ``malicious_clients=`` and ``shard_seed=`` runs the rounds on the same shards.
     """
     if not 0 <= rate < 1:
         raise ValueError(f"rate must be in [0, 1), got {rate}")
     if update not in MALICIOUS_UPDATES:
         raise ValueError(f"unknown malicious update {update!r}; choose from {', '.join(MALICIOUS_UPDATES)}")
-    rng = as_rng(rng)
-    parts = shard(data, n_clients, iid=iid, rng=rng)
-    bad = np.sort(rng.choice(n_clients, int(round(rate * n_clients)), replace=False))
+    shard_seed = int(as_rng(rng).integers(2 ** 31))
+    draw = np.random.default_rng(shard_seed)           # as federated_train(shard_seed=...) draws
+    parts = shard(data, n_clients, iid=iid, rng=draw)
+    bad = np.sort(draw.choice(n_clients, int(round(rate * n_clients)), replace=False))
     rows = np.sort(np.concatenate([parts[i] for i in bad])) if bad.size else np.zeros(0, np.int64)
     return make_poisoned(data, idx=rows, attack="federated",
                          params={"rate": rate, "n_clients": n_clients, "iid": iid, "update": update,
-                                 "malicious_clients": bad.tolist(), "boost": boost, "z": z})
+                                 "malicious_clients": bad.tolist(), "boost": boost, "z": z,
+                                 "shard_seed": shard_seed})
 
 
 def alie_z(n_clients: int, malicious: int) -> float:
@@ -166,7 +167,7 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
                     local_epochs: int = 1, lr: float = 0.3, batch_size: int = 32,
                     server_lr: float = 1.0, iid: bool = True, boost: Optional[float] = None,
                     z: Optional[float] = None, model="mlp", seed: int = 0,
-                    progress: bool = False) -> FederatedResult:
+                    shard_seed: Optional[int] = None, progress: bool = False) -> FederatedResult:
     """Federated averaging (McMahan et al. 2017) with ``malicious`` Byzantine clients.
 
     Parameters
@@ -201,6 +202,9 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
         As in :func:`labkit.models.train`.
     seed : int
         Initialisation, shards, the choice of malicious clients, batch order.
+    shard_seed : int, optional
+        Draw the shards and the malicious clients from this seed instead (as
+        :func:`malicious_clients` recorded it).
 
     Returns
     -------
@@ -222,8 +226,9 @@ def federated_train(train: Dataset, *, test: Optional[Dataset] = None, n_clients
         boost = 5.0 if attack == "sign_flip" else n_clients / max(malicious, 1)
     if z is None:
         z = alie_z(n_clients, malicious)
-    parts = shard(train, n_clients, iid=iid, rng=rng)
-    bad = np.sort(rng.choice(n_clients, malicious, replace=False)) if malicious_clients is None \
+    draw = rng if shard_seed is None else np.random.default_rng(shard_seed)
+    parts = shard(train, n_clients, iid=iid, rng=draw)
+    bad = np.sort(draw.choice(n_clients, malicious, replace=False)) if malicious_clients is None \
         else np.sort(np.asarray(malicious_clients, np.int64))
     build = models.MODELS[model] if isinstance(model, str) else model
     net = build(train.image_shape, train.n_classes)

@@ -6,15 +6,21 @@ their defaults are read from the functions' signatures, never restated here.
 
 Attacks
 -------
-``AttackSpec(name, craft, scenario, summary, defences)``: ``craft(train, *, rng, **settings)
--> PoisonedDataset`` is the attack's public verb. The scenario (:mod:`labkit.scenarios`)
-decides how the victim learns and what else the attacker is given: keyword arguments of
-``craft`` named ``test``, ``target_idx``, ``target_class``, ``extractor``, ``guard``,
-``surrogates`` or ``guards`` come from the scenario. ``defences`` are the defences that
-apply; every other pair is refused before any work starts.
+``AttackSpec(name, craft, scenario, summary, defences, takes)``: ``craft(train, *, rng,
+**settings) -> PoisonedDataset`` is the attack's public verb. The scenario
+(:mod:`labkit.scenarios`) decides how the victim learns and what else the attacker is given
+(an :class:`~labkit.scenarios.AttackerView`); ``takes`` names, explicitly, the fields of that
+view the crafting function receives (``test``, ``target_idx``, ``extractor``, ...), plus
+``progress`` (show a progress bar) and ``history`` (a list the attack appends its
+per-step record to) where it accepts them. Every other keyword-only parameter of ``craft``
+is a setting the user may change. ``defences`` are the defences that apply; every other
+pair, and any defence whose kind the scenario does not support, is refused before any
+work starts.
 
 Defences: one signature per kind
 --------------------------------
+:mod:`labkit.experiment` calls each kind in one place (``experiment.DEFENDERS``).
+
 ``detector``
     ``fn(inputs, labels, **settings) -> Detection``, over arrays, where ``inputs`` is what
     ``needs`` names: ``"pixels"`` (the training images, flattened), ``"features"`` (the
@@ -62,13 +68,11 @@ from .federated import malicious_clients
 from .scenarios import SCENARIOS
 
 __all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "get_attack", "get_defence",
-           "resolve", "settings_of", "describe", "SCENARIO_PROVIDES", "TARGET_PROVIDES"]
+           "resolve", "settings_of", "describe", "ENGINE_PROVIDES", "DEFENCE_KINDS"]
 
-#: Keyword arguments of a ``craft`` function that the scenario fills in, not the user
-#: (targeted scenarios also fill in ``TARGET_PROVIDES``).
-SCENARIO_PROVIDES = ("test", "extractor", "guard", "surrogates", "guards", "batch_clean", "rng", "progress",
-                     "history")
-TARGET_PROVIDES = ("target_idx", "target_class")
+#: What the engine itself may hand a crafting function besides the attacker's view
+#: (``rng`` always; ``progress`` and ``history`` where ``takes`` names them).
+ENGINE_PROVIDES = ("rng", "progress", "history")
 DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference")
 NEEDS = ("pixels", "features", "gradients", None)
 
@@ -92,10 +96,15 @@ class AttackSpec:
     scenario: str
     summary: str
     defences: tuple = ()
+    takes: tuple = ()
 
     def __post_init__(self):
         if self.scenario not in SCENARIOS:
             raise ValueError(f"{self.name}: unknown scenario {self.scenario!r}")
+        params = inspect.signature(self.craft).parameters
+        missing = [n for n in self.takes if n not in params]
+        if missing:
+            raise ValueError(f"{self.name}: takes {missing}, which {self.craft.__name__} does not accept")
 
     @property
     def family(self) -> str:
@@ -104,8 +113,12 @@ class AttackSpec:
     @property
     def settings(self) -> dict:
         """The attack's own settings (``rate`` included where it has one) and defaults."""
-        skip = SCENARIO_PROVIDES + (TARGET_PROVIDES if SCENARIOS[self.scenario].targeted else ())
-        return settings_of(self.craft, skip=skip)
+        return settings_of(self.craft, skip=self.takes + ENGINE_PROVIDES)
+
+    @property
+    def open_settings(self) -> bool:
+        """True when ``craft`` also takes settings by ``**kwargs`` (e.g. a trigger's own)."""
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.craft).parameters.values())
 
     @property
     def scenario_settings(self) -> dict:
@@ -141,20 +154,21 @@ class DefenceSpec:
 
 
 _A, _D = AttackSpec, DefenceSpec
+_TARGETED = ("test", "target_idx", "target_class")
 
 #: name -> AttackSpec. Lessons 1-4.
 ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
     _A("label_flip", flip_labels, "scratch", "relabel a fraction of rows (random, targeted, class-pair heuristic, greedy optimised)",
-       ("knn_sanitisation", "confident_learning", "dpa")),
+       ("knn_sanitisation", "confident_learning", "dpa"), takes=("progress",)),
     _A("backdoor", add_backdoor, "scratch", "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
        ("spectral_signature", "spectral_signature_paper", "activation_clustering", "strip", "augmentation",
         "adversarial_training")),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
-       ("deep_knn", "feature_outliers", "augmentation")),
+       ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
-       ("deep_knn", "feature_outliers", "augmentation")),
+       ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor")),
     _A("gradient_matching", match_gradients, "finetune", "Witches' Brew: poisons whose gradient matches the target's",
-       ("dp_sgd", "gradient_audit")),
+       ("dp_sgd", "gradient_audit"), takes=(*_TARGETED, "surrogates", "guards", "batch_clean", "progress", "history")),
     _A("federated", malicious_clients, "federated", "malicious clients send crafted updates (sign flipping, scaling, ALIE)",
        ("median", "trimmed_mean", "krum", "norm_clip")),
 )}
@@ -216,6 +230,9 @@ def resolve(attack: str, defence: Optional[str] = None) -> tuple:
     if dspec is not None and defence not in spec.defences:
         raise ValueError(f"{defence} ({dspec.kind}) does not apply to {attack} ({spec.scenario} victim); "
                          f"defences that apply: {', '.join(spec.defences)}")
+    if dspec is not None and dspec.kind not in SCENARIOS[spec.scenario].defence_kinds:
+        raise ValueError(f"{defence} is a {dspec.kind} defence; a {spec.scenario} victim supports "
+                         f"{', '.join(SCENARIOS[spec.scenario].defence_kinds)}")
     return spec, dspec
 
 

@@ -15,17 +15,19 @@ scenario      the victim ...                                                   a
 
 A scenario is a small object with ``prepare(split, seed=, train_kw=)`` (what exists before
 the attack: the clean baseline model, an extractor, the targets), ``knowledge(setting)``
-(keyword arguments the attacker's crafting function may take: the extractor, surrogates,
+(an :class:`AttackerView`: what the attacker is given, e.g. the extractor, surrogates,
 guards), ``training_set(setting, poisoned, trial)`` (what the victim and the defender see),
 ``victim(setting, data, seed, **train_kw)`` (how the victim learns) and ``features(setting,
 model, X)`` (what a feature-space detector looks at). Targeted scenarios also draw
-``setting.targets``: ``(target_idx, target_class)`` per trial.
+``setting.targets``: ``(target_idx, target_class)`` per trial. ``defence_kinds`` lists the
+kinds of defence (:data:`labkit.registry.DEFENCE_KINDS`) that make sense for the victim;
+:func:`labkit.registry.resolve` refuses the others.
 
 See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
 import numpy as np
@@ -36,7 +38,58 @@ from .attacks.gradient_matching import linear_guard
 from .federated import federated_train
 from .types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["Setting", "Scratch", "Transfer", "FineTune", "Federated", "SCENARIOS", "restrict"]
+__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "SCENARIOS", "restrict"]
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class AttackerView:
+    """What the scenario gives the attacker, beyond the training set it poisons.
+
+    An attack's crafting function receives the fields its registry entry names in
+    ``takes`` (:class:`labkit.registry.AttackSpec`), and nothing else. ``None`` means the
+    scenario does not give it.
+
+    test : Dataset
+        The test split (targeted attacks pick their target from it).
+    target_idx, target_class : int
+        This trial's target and the class the attacker wants it read as (targeted
+        scenarios; set per trial).
+    extractor : nn.Module
+        The public, frozen feature extractor (transfer learning).
+    guard : nn.Module
+        A pixel classifier the attacker trained to keep poisons plausible (transfer).
+    surrogates : list of nn.Module
+        Models whose gradients the attacker matches (the deployed model when fine-tuning).
+    guards : list
+        The attacker's own label guards (fine-tuning).
+    batch_clean : int
+        How many clean rows the victim's fine-tuning batch holds besides the poisons.
+    """
+
+    test: object = None
+    target_idx: Optional[int] = None
+    target_class: Optional[int] = None
+    extractor: object = None
+    guard: object = None
+    surrogates: Optional[list] = None
+    guards: Optional[list] = None
+    batch_clean: Optional[int] = None
+
+    def for_target(self, target_idx: int, target_class: int) -> "AttackerView":
+        return replace(self, target_idx=int(target_idx), target_class=int(target_class))
+
+    def given(self, names) -> dict:
+        """The fields ``names`` as keyword arguments; ``ValueError`` for one the scenario
+        does not give (an attack registered with the wrong scenario)."""
+        known = {f.name for f in fields(self)}
+        missing = [n for n in names if n not in known or getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"this scenario gives the attacker no {', '.join(missing)}")
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        have = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return f"AttackerView({', '.join(have)})"
 
 
 @dataclass
@@ -75,8 +128,8 @@ class Scratch:
         s.baseline = baseline if baseline is not None else self.victim(s, split.train, seed)
         return s
 
-    def knowledge(self, setting: Setting) -> dict:
-        return {"test": setting.test}
+    def knowledge(self, setting: Setting) -> AttackerView:
+        return AttackerView(test=setting.test)
 
     def training_set(self, setting: Setting, poisoned: PoisonedDataset, trial: int) -> PoisonedDataset:
         return poisoned
@@ -116,9 +169,9 @@ class Transfer(Scratch):
         s.targets = choose_targets_one_by_one(s.baseline, split.test, self.n_targets, rng=seed)
         return s
 
-    def knowledge(self, setting: Setting) -> dict:
-        return {"test": setting.test, "extractor": setting.extras["extractor"],
-                "guard": setting.extras["guard"]}
+    def knowledge(self, setting: Setting) -> AttackerView:
+        return AttackerView(test=setting.test, extractor=setting.extras["extractor"],
+                            guard=setting.extras["guard"])
 
     def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
         return models.transfer_victim(data, setting.extras["extractor"], epochs=self.head_epochs,
@@ -156,9 +209,9 @@ class FineTune(Scratch):
         s.extras["guards"] = [linear_guard(split.train, seed=seed)] if self.guard else []
         return s
 
-    def knowledge(self, setting: Setting) -> dict:
-        return {"test": setting.test, "surrogates": [setting.baseline], "guards": setting.extras["guards"],
-                "batch_clean": self.n_clean}
+    def knowledge(self, setting: Setting) -> AttackerView:
+        return AttackerView(test=setting.test, surrogates=[setting.baseline], guards=setting.extras["guards"],
+                            batch_clean=self.n_clean)
 
     def training_set(self, setting: Setting, poisoned: PoisonedDataset, trial: int) -> PoisonedDataset:
         rest = np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)
@@ -192,17 +245,19 @@ class Federated(Scratch):
         self.kw = dict(rounds=rounds, local_epochs=local_epochs, lr=lr, batch_size=batch_size,
                        server_lr=server_lr)
 
-    def knowledge(self, setting: Setting) -> dict:
-        return {}
+    def knowledge(self, setting: Setting) -> AttackerView:
+        return AttackerView()
 
     def victim(self, setting: Setting, data: Dataset, seed: int, aggregate=None, **train_kw):
         p = data.params if isinstance(data, PoisonedDataset) else {}
         clean = data.clean if isinstance(data, PoisonedDataset) else data
-        return federated_train(
+        result = federated_train(
             clean, test=setting.test, n_clients=p.get("n_clients", 10), iid=p.get("iid", True),
             malicious_clients=p.get("malicious_clients", ()), attack=p.get("update", "sign_flip"),
-            boost=p.get("boost"), z=p.get("z"), aggregate=aggregate,
-            model=setting.train_kw.get("model", "mlp"), seed=seed, **self.kw).model
+            boost=p.get("boost"), z=p.get("z"), shard_seed=p.get("shard_seed"), aggregate=aggregate,
+            model=setting.train_kw.get("model", "mlp"), seed=seed, **self.kw)
+        result.model.round_accuracy = result.accuracy     # the global model's test accuracy per round
+        return result.model
 
     robust_victim = victim
 

@@ -257,6 +257,8 @@ class RunResult:
     extra: dict = field(default_factory=dict)
     poisoned: Optional[PoisonedDataset] = None
     verdict: Optional[Detection] = None
+    trials: list = field(default_factory=list)
+    defended: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         d = self.as_dict()
@@ -268,7 +270,7 @@ class RunResult:
         """The measured numbers as plain JSON-ready values (no arrays or objects)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("poisoned", "verdict"):
+            if f.name in ("poisoned", "verdict", "trials", "defended"):
                 continue
             v = getattr(self, f.name)
             out[f.name] = _jsonable(v)

@@ -236,12 +236,15 @@ def test_federated_runner_honours_cli_contract():
 
 
 def test_malicious_clients_agree_with_federated_train():
-    """The crafting verb draws the same shards and clients that federated_train draws."""
+    """The crafting verb records the seed of its shards and clients; federated_train with
+    that ``shard_seed`` trains on the same shards with the same malicious clients."""
     tr, te = lk.data.digits(seed=0)
     p = malicious_clients(tr, rate=0.2, rng=7)
-    a = federated_train(tr, test=te, malicious=2, rounds=2, seed=7)
-    b = federated_train(tr, test=te, malicious_clients=p.params["malicious_clients"], rounds=2, seed=7)
+    a = federated_train(tr, test=te, malicious=2, rounds=2, seed=7, shard_seed=p.params["shard_seed"])
+    b = federated_train(tr, test=te, malicious_clients=p.params["malicious_clients"], rounds=2, seed=7,
+                        shard_seed=p.params["shard_seed"])
     assert p.params["malicious_clients"] == a.malicious_idx.tolist()
     np.testing.assert_array_equal(a.accuracy, b.accuracy)
-    rows = np.concatenate([shard(tr, 10, rng=7)[i] for i in a.malicious_idx])
+    parts = shard(tr, 10, rng=np.random.default_rng(p.params["shard_seed"]))
+    rows = np.concatenate([parts[i] for i in a.malicious_idx])
     assert sorted(rows.tolist()) == p.poison_idx.tolist()

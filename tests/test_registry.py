@@ -13,7 +13,6 @@ from labkit.cli import main
 from labkit.contracts import check_attack, check_detector
 from labkit.defences.gradient_audit import head_gradients
 from labkit.registry import ATTACKS, DEFENCES, AttackSpec
-from labkit.scenarios import SCENARIOS
 
 #: Per scenario, the settings that make a run take seconds (CLI --set values).
 TINY = {"scratch": {}, "transfer": {"n_targets": 1, "head_epochs": 2, "steps": 2},
@@ -37,19 +36,17 @@ def _run_cli(capsys, attack, defence=None, dataset="digits"):
 
 
 def _craft_in_scenario(spec):
-    """``fn(data, rng, **kw)``: the attack's verb with what its scenario gives the attacker."""
-    scenario = SCENARIOS[spec.scenario](**{k: v for k, v in TINY[spec.scenario].items() if k in spec.scenario_settings})
-    setting = scenario.prepare(lk.data.digits(seed=0), seed=0, train_kw={"epochs": 5})
-    craft_kw = {k: v for k, v in TINY[spec.scenario].items() if k in spec.settings}
+    """``fn(data, rng, **kw)``: the attack's verb with what its scenario gives the attacker
+    (the engine's public ``prepare`` and ``craft``)."""
+    tiny = TINY[spec.scenario]
+    ctx = experiment.prepare(spec.name, dataset="digits", seed=0, train_kw={"epochs": 5},
+                             params={k: v for k, v in tiny.items() if k in spec.scenario_settings or k in spec.settings})
 
     def craft(data, rng=None, **kw):
-        given = {**scenario.knowledge(setting), "rng": rng}
-        if scenario.targeted:
-            given.update(target_idx=int(setting.targets[0][0]), target_class=int(setting.targets[1][0]))
-        return experiment._call(spec.craft, data, optional=given, **craft_kw, **kw)
+        return experiment.craft(ctx.using(**kw) if kw else ctx, 0, data=data, rng=rng)
 
     craft.__name__ = spec.name
-    return craft, setting
+    return craft, ctx.setting
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
