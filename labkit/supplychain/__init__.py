@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("allowlist", "bench", "blob", "cli", "compare", "configs", "containers",
+_MODULES = ("bench", "blob", "cli", "compare", "configs", "containers",
             "exercises", "findings", "loaders", "output", "payloads", "pickle_machine",
-            "pinning", "report", "scanner", "selftest", "zoo")
+            "pinning", "report", "rules", "scanner", "selftest", "zoo")
 _NAMES = {
     "bench_scan": "bench",
     "BlockedTarget": "loaders", "LoadOutcome": "loaders", "load_artifacts": "loaders",

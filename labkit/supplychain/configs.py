@@ -33,9 +33,9 @@ import codecs
 import json
 import re
 
-from .allowlist import SAFE_RESOLVERS
 from .blob import Blob
 from .findings import Context
+from .rules import resolver_allowed, target_allowed
 
 __all__ = ["find_targets", "find_resolvers", "read_text_configs", "scan_parsed",
            "json_pairs", "parse_string_config"]
@@ -140,17 +140,16 @@ def find_resolvers(text: str) -> list[str]:
 
 
 def _check_strings(ctx: Context, member: str, strings, *, lineno: int | None = None) -> None:
-    allowed = SAFE_RESOLVERS | ctx.extra_allow
     for where, s in strings:
         for name in find_resolvers(s):
-            if name not in allowed:
+            if not resolver_allowed(name, ctx.extra_allow):
                 at = f" at {where}" if where else ""
                 ctx.add(member, "resolver", f"${{{name}:...}}{at}: a resolver that can build "
                         "nodes or run code", lineno=lineno)
 
 
 def _target_ok(ctx: Context, target) -> bool:
-    return isinstance(target, str) and target in ctx.extra_allow
+    return target_allowed(target, ctx.extra_allow)
 
 
 def scan_parsed(ctx: Context, member: str, parsed) -> None:

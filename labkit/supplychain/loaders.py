@@ -159,7 +159,7 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
        (``_convert_``, ``_recursive_`` and any other ``_x_`` key is refused), and values
        must be plain JSON/YAML types;
     5. a string that interpolates with an OmegaConf resolver outside the read-only set
-       (:data:`~labkit.supplychain.allowlist.SAFE_RESOLVERS`: ``oc.create``, ``eval``,
+       (:data:`~labkit.supplychain.rules.SAFE_RESOLVERS`: ``oc.create``, ``eval``,
        ...) is refused, in case a later consumer resolves it.
 
     Parameters
@@ -207,7 +207,7 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
 
 def _build(node: Any, names: frozenset, pinned: dict | None, path: str) -> Any:
     if isinstance(node, str):
-        from .allowlist import SAFE_RESOLVERS
+        from .rules import SAFE_RESOLVERS
         from .configs import find_resolvers
 
         bad = [r for r in find_resolvers(node) if r not in SAFE_RESOLVERS and r not in names]

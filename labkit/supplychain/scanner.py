@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from . import configs, containers
-from .allowlist import DEFAULT_ALLOW
 from .blob import Blob
 from .configs import find_targets
-from .findings import BudgetExceeded, Context, Finding, ScanBudget, ScanReport, shown
+from .findings import BudgetExceeded, Context, Finding, ScanBudget, ScanReport
 from .pickle_machine import run_pickle
+from .rules import DEFAULT_ALLOW, pickle_findings
 
 __all__ = [
     "DEFAULT_ALLOW",
@@ -74,30 +74,14 @@ def _scan_pickle(ctx: Context, blob: Blob, member: str, depth: int, *,
     run = run_pickle(blob, offset, max_line=ctx.budget.max_line,
                      persistent=last.endswith("data.pkl") or last == "pickle")
     ctx.stats["pickle_ops"] += run.ops
-    if not (run.pickles or run.imports or run.unknown or run.extensions
-            or run.protocol_header or run.unmodelled):
+    if not (run.pickles or run.events or run.protocol_header):
         return set()  # not a pickle: a loader would fail before doing anything
     ctx.fmt(member, "pickle")
-    for name, pos in run.imports:
-        if name not in ctx.allow:
-            ctx.add(member, "global", f"imports {shown(name)} (byte {pos + offset})",
-                    offset=pos + offset)
-    for pos in run.unknown:
-        ctx.add(member, "unknown-global",
-                f"STACK_GLOBAL with a computed name (byte {pos + offset})", offset=pos + offset)
-    for pos in run.extensions:
-        ctx.add(member, "extension",
-                f"EXT opcode: a name from the copyreg registry (byte {pos + offset})",
-                offset=pos + offset)
-    for pos, why in run.unmodelled:
-        ctx.add(member, "unmodelled", f"{why}; the rest of the stream is not checked "
-                f"(byte {pos + offset})", offset=pos + offset)
     # a byte string inside a pickle that merely starts like one is data unless the outer
     # pickle unpickles it, which needs an import that is reported anyway
     nested_bytes = last.startswith("bytes@")
-    if run.error is not None and run.protocol_header and run.pickles == 0 and not nested_bytes:
-        ctx.add(member, "malformed-pickle", f"{run.error} (byte {run.error_at + offset})",
-                offset=run.error_at + offset)
+    for kind, detail, byte in pickle_findings(run, ctx.allow, offset=offset, nested=nested_bytes):
+        ctx.add(member, kind, detail, offset=byte)
     for inner in run.nested:
         ctx.scan_blob(ctx, inner, f"{member}!bytes@{inner.start - blob.start}", depth + 1)
     return run.storage_keys
