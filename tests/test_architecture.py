@@ -150,3 +150,38 @@ def test_import_labkit_does_not_import_torch():
     code = "import sys, labkit; labkit.data; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ---- supplychain stays a product: the scanner carries no lesson glue ----------------------
+
+#: Names of lesson glue (exercises, hints, solutions, demos, notebook tables): lesson 6's
+#: live in labkit/lessons/l06.py.
+LESSON_GLUE = {"hint", "solution", "HINTS", "SOLUTIONS", "tamper_demo", "exercise", "ladder",
+               "describe", "scan_summary", "compare_loaders", "try_instantiate"}
+
+
+def _lesson_glue(path: Path) -> list:
+    """Functions, classes and module-level names in ``path`` that look like lesson glue."""
+    tree = ast.parse(path.read_text())
+    names = [n.name for n in ast.walk(tree)
+             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return sorted({n for n in names if n in LESSON_GLUE or n.startswith("check_")
+                   or n.endswith("_table")})
+
+
+def test_supplychain_defines_no_exercise_or_notebook_table():
+    bad = {p.name: _lesson_glue(p) for p in sorted((PKG / APART).rglob("*.py")) if _lesson_glue(p)}
+    assert not bad, f"lesson glue inside supplychain (move it to labkit/lessons/l06.py): {bad}"
+    deps = {d for p in (PKG / APART).rglob("*.py") for d in _imports(p)}
+    assert not {d for d in deps if _top(d) != APART}, "supplychain imports the lab"
+
+
+def test_the_glue_finder_finds_planted_glue(tmp_path):
+    planted = tmp_path / "glue.py"
+    planted.write_text("HINTS = {1: 'x'}\n\ndef check_allow_list(a):\n    return a\n\n"
+                       "def scan_table(arts):\n    return arts\n\ndef scan_file(p):\n    return p\n")
+    assert _lesson_glue(planted) == ["HINTS", "check_allow_list", "scan_table"]

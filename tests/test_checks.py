@@ -48,8 +48,29 @@ def test_check_returns_a_verdict_that_a_notebook_does_not_display(capsys):
 def test_lesson6_exercises_are_in_the_one_registry(name, capsys):
     assert name in lk.checks.EXERCISES
     assert not lk.checks.check(name, None)
+    assert not lk.checks.check(name, ...)
+    lk.checks.hint(name)
     lk.checks.solution(name)
-    assert "solution" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("not answered yet") == 2 and f"[{name}] hint:" in out and "solution" in out
+
+
+@pytest.mark.parametrize("name", ["l6_allow_list", "l6_scan_allow", "l6_tampered"])
+def test_lesson6_right_answer_passes_wrong_answer_fails(name, capsys):
+    """Loads run in the sandboxed subprocess: a wrong answer never fires in this process."""
+    ex = lk.checks.EXERCISES[name]
+    assert lk.checks.check(name, ex.recorded("answer"))
+    assert not lk.checks.check(name, ex.recorded("wrong"))
+    out = capsys.readouterr().out
+    assert f"[{name}] correct" in out and f"[{name}] not yet" in out
+
+
+def test_lesson6_tampered_needs_the_lock_and_a_name(capsys):
+    lock = lk.checks.EXERCISES["l6_tampered"].recorded("answer")[1]
+    assert not lk.checks.check("l6_tampered", (None, lock))      # the notebook's placeholder
+    assert not lk.checks.check("l6_tampered", "shard_1.pt")      # the lock is missing
+    out = capsys.readouterr().out
+    assert "set TAMPERED" in out and "(TAMPERED, LOCK)" in out
 
 
 def test_dpa_radius_follows_the_rule_the_lesson_states():

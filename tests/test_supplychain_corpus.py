@@ -190,7 +190,7 @@ def test_sandbox_refuses_writes_outside_and_processes(corpus):
 
 
 def test_scan_summary_and_tables(tmp_path):
-    from labkit.supplychain import report
+    from labkit.lessons import l06 as report
 
     arts = payloads.build_corpus(tmp_path, rng=0, names=["torch_reduce", "nemo_yaml", "state_dict"])
     arts[0].marker.write_text("left over from an earlier, deliberate load")
@@ -206,7 +206,7 @@ def test_scan_summary_and_tables(tmp_path):
 
 
 def test_select_and_describe(corpus):
-    from labkit.supplychain import report
+    from labkit.lessons import l06 as report
 
     arts = corpus["arts"]
     bad = payloads.select(arts, malicious=True)

@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from labkit.supplychain import payloads, report, zoo
+from labkit.lessons import l06
+from labkit.supplychain import payloads, zoo
 from labkit.supplychain.loaders import BlockedTarget, read_config, safe_instantiate
 from labkit.supplychain.payloads import ZOO_TARGETS
 
@@ -121,7 +122,7 @@ def test_allow_must_be_names():
 
 
 def test_defence_ladder(tmp_path):
-    t = report.ladder(tmp_path, rng=0)
+    t = l06.ladder(tmp_path, rng=0)
     assert [list(r.values()) for r in t.rows] == [
         ["yaml_allowed_targets", "loaded", "loaded", "loaded"],
         ["os_system", "blocked", "blocked", "blocked"],

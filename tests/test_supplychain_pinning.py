@@ -1,4 +1,4 @@
-"""Hash pinning, the scan CLI and the exercises."""
+"""Hash pinning, the scan CLI, and lesson 6's exercises that use them."""
 
 import argparse
 import hashlib
@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from labkit.supplychain import exercises, payloads, pinning
+from labkit.lessons import l06
+from labkit.lessons.exercises import EXERCISES
+from labkit.supplychain import payloads, pinning
 from labkit.supplychain.cli import add_parser
 from labkit.supplychain.payloads import ZOO_TARGETS
 
@@ -59,29 +61,35 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert not art.marker.exists()
 
 
-def test_exercise_placeholders_do_not_raise(capsys):
-    assert exercises.check_allow_list(None) is False
-    assert exercises.check_scan_allow(...) is False
-    assert exercises.check_tampered(None, lock="unused") is False
-    assert capsys.readouterr().out.count("not yet") == 3
+def _check(name, answer):
+    """The registered checker's ``(passed, message)`` (no printing)."""
+    return EXERCISES[name].checker(answer)
+
+
+def test_exercise_placeholders_inside_answers_do_not_raise():
+    assert _check("l6_allow_list", "builtins.open")[0] is False      # not a set of names
+    assert _check("l6_scan_allow", [1, 2])[0] is False
+    passed, msg = _check("l6_tampered", (None, "unused"))
+    assert passed is False and "TAMPERED" in msg
+    assert _check("l6_tampered", "shard_0.pt")[0] is False           # no lock file
 
 
 def test_exercise_1_and_2_solutions_pass_and_wrong_answers_fail():
-    assert exercises.check_allow_list(set(ZOO_TARGETS)) is True  # runs in the sandbox
-    assert exercises.check_allow_list({"labkit.supplychain.zoo.*"}) is False
-    assert exercises.check_scan_allow(set(ZOO_TARGETS)) is True
-    assert exercises.check_scan_allow({"labkit.supplychain.zoo.TinyNet"}) is False
-    assert exercises.check_scan_allow(set(ZOO_TARGETS) | {"builtins.open"}) is False
+    assert _check("l6_allow_list", set(ZOO_TARGETS))[0] is True  # runs in the sandbox
+    assert _check("l6_allow_list", {"labkit.supplychain.zoo.*"})[0] is False
+    assert _check("l6_scan_allow", set(ZOO_TARGETS))[0] is True
+    assert _check("l6_scan_allow", {"labkit.supplychain.zoo.TinyNet"})[0] is False
+    assert _check("l6_scan_allow", set(ZOO_TARGETS) | {"builtins.open"})[0] is False
 
 
-def test_exercise_1_static_feedback_needs_no_sandbox(capsys):
-    assert exercises.check_allow_list({"labkit.supplychain.zoo.TinyNet"}) is False
-    assert "linear_warmup" in capsys.readouterr().out
-    assert exercises.check_allow_list(set(ZOO_TARGETS) | {"builtins.open"}) is False
-    assert "builtins.open" in capsys.readouterr().out
+def test_exercise_1_static_feedback_needs_no_sandbox():
+    passed, msg = _check("l6_allow_list", {"labkit.supplychain.zoo.TinyNet"})
+    assert passed is False and "linear_warmup" in msg
+    passed, msg = _check("l6_allow_list", set(ZOO_TARGETS) | {"builtins.open"})
+    assert passed is False and "builtins.open" in msg
 
 
 def test_exercise_3(tmp_path):
-    lock = exercises.tamper_demo(tmp_path, rng=0, tampered=2)
-    assert exercises.check_tampered("shard_0.pt", lock=lock) is False
-    assert exercises.check_tampered("shard_2.pt", lock=lock) is True
+    lock = l06.tamper_demo(tmp_path, rng=0, tampered=2)
+    assert _check("l6_tampered", ("shard_0.pt", lock))[0] is False
+    assert _check("l6_tampered", ("shard_2.pt", lock))[0] is True

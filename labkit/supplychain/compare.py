@@ -30,10 +30,17 @@ from pathlib import Path
 from typing import Sequence
 
 from .payloads import ZOO_TARGETS, Artifact, build_corpus, make_workdir
-from .report import THIRD_PARTY, table
+from .output import table
 from .scanner import scan_file
 
-__all__ = ["find_tools", "compare", "summarise", "main"]
+__all__ = ["THIRD_PARTY", "find_tools", "compare", "summarise", "main"]
+
+THIRD_PARTY: dict[str, list[str]] = {
+    "picklescan": ["picklescan", "--path"],
+    "modelscan": ["modelscan", "-p"],
+    "fickling": ["fickling", "--check-safety"],
+}
+"""Command lines of the optional third-party scanners (not requirements of the lab)."""
 
 
 def find_tools(venv: str | Path | None = None) -> dict[str, str]:

@@ -49,7 +49,6 @@ __all__ = [
     "LoadOutcome",
     "load_in_subprocess",
     "safe_instantiate",
-    "try_instantiate",
     "canonical_name",
     "read_config",
     "load_weights",
@@ -262,17 +261,6 @@ def _build(node: Any, names: frozenset, pinned: dict | None, path: str) -> Any:
     if partial:
         return functools.partial(obj, *args, **kwargs)
     return obj(*args, **kwargs)
-
-
-def try_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -> str:
-    """Run :func:`safe_instantiate` and describe the result in one line (for notebooks):
-    ``"built: <repr>"`` or ``"BlockedTarget: <reason>"``."""
-    try:
-        built = safe_instantiate(config, allow=allow)
-    except BlockedTarget as e:
-        return f"BlockedTarget: {e}"
-    text = repr(built).replace("\n", " ")
-    return "built: " + " ".join(text.split())
 
 
 # --------------------------------------------------------------------------------------

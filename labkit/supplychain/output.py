@@ -1,4 +1,5 @@
-"""Scan reports as text, JSON or SARIF 2.1.0 (for code-scanning services).
+"""Scan reports as text, JSON or SARIF 2.1.0 (for code-scanning services), and rows as a
+fixed-width text :class:`Table` (the comparison with other scanners prints one).
 
 SARIF: one rule per finding kind (:data:`~labkit.supplychain.findings.KINDS`), one result
 per finding, located by the file's URI plus a byte offset (``region.byteOffset``) for
@@ -17,12 +18,13 @@ labkit.supplychain.cli
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .findings import KINDS, ScanReport
 
-__all__ = ["to_text", "to_json", "to_sarif", "SARIF_SCHEMA"]
+__all__ = ["to_text", "to_json", "to_sarif", "SARIF_SCHEMA", "Table", "table"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"unreadable": "error", "budget": "warning", "config-error": "warning",
@@ -88,3 +90,34 @@ def to_sarif(reports: Sequence[ScanReport], *, version: str = "0.1.0") -> dict:
 def dumps(doc: dict) -> str:
     """JSON text of a report document."""
     return json.dumps(doc, indent=1)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of equal keys, shown as a fixed-width text table (plain text, so a notebook
+    can compare it)."""
+
+    rows: tuple[dict, ...]
+    title: str = ""
+
+    def column(self, key: str) -> list:
+        """One column's values, in row order."""
+        return [r[key] for r in self.rows]
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return f"{self.title}\n(no rows)" if self.title else "(no rows)"
+        keys = list(self.rows[0])
+        cells = [[str(k) for k in keys]] + [[str(r[k]) for k in keys] for r in self.rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+        lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(keys))).rstrip()
+                 for c in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(([self.title] if self.title else []) + lines)
+
+    __repr__ = __str__
+
+
+def table(rows: Sequence[dict], title: str = "") -> Table:
+    """Wrap a list of dicts (same keys) as a :class:`Table`."""
+    return Table(tuple(dict(r) for r in rows), title)

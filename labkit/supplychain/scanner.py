@@ -254,14 +254,15 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, allow: Iterable[str] | Non
 
 
 # --------------------------------------------------------------------------------------
-# Teaching views and helpers
+# Disassembly views and helpers
 # --------------------------------------------------------------------------------------
 
 
 def pickle_ops(data: bytes, *, limit: int = 200) -> list[tuple[int, str, object]]:
     """The opcodes of the pickles in ``data``: ``(byte, opcode name, argument)``.
 
-    Teaching view of "a model file is a program"; nothing is executed.
+    A disassembly (like :func:`pickletools.dis`, but as the unpickler reads it: "a model
+    file is a program"); nothing is executed.
 
     Parameters
     ----------

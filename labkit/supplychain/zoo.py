@@ -8,6 +8,12 @@ exactly what a prefix allow-list (``"labkit.supplychain.zoo."``) fails to accoun
   (a module imported here is reachable under this module's prefix), and
 * ``labkit.supplychain.zoo.open_file`` is the built-in ``open`` (an alias defined here).
 
+It belongs to the scanner product, not to the lesson: the corpus's benign configs
+(:mod:`.payloads`) instantiate these two names, the sandbox's prefix policy
+(:data:`~labkit.supplychain.loaders.ZOO_PREFIXES`) is this module's prefix, and the
+re-export / alias payloads need a real module under that prefix; the corpus test proves
+with them that the exact allow-list builds the benign configs and blocks the rest.
+
 See Also
 --------
 notebooks/06_supply_chain.ipynb
