@@ -44,8 +44,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["notebook_costs", "widget_latency", "memory_steps", "cuda_only_rss_mb", "one_cpu_group",
-           "learner_env", "add_parser"]
+__all__ = ["notebook_costs", "lesson_notebooks", "widget_latency", "memory_steps", "cuda_only_rss_mb",
+           "one_cpu_group", "learner_env", "add_parser"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -58,6 +58,13 @@ _CUDA_ONLY = re.compile(
     r"[^/]*$)|(/site-packages/(nvidia|triton)/)|(/triton/)")
 
 _PID_CELL = "import os\nprint('LABKIT_BENCH_PID', os.getpid())"
+
+
+def lesson_notebooks() -> list:
+    """Every lesson's notebook, in the order of :mod:`labkit.lessons.manifest`."""
+    from .lessons.manifest import LESSONS
+
+    return [NOTEBOOK_DIR / lesson.notebook for lesson in LESSONS]
 
 
 def learner_env(environ=os.environ) -> dict:
@@ -161,7 +168,8 @@ def one_cpu_group():
 # ---- notebooks ------------------------------------------------------------------------------
 
 def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
-    """Execute notebooks (default: all in ``notebooks/``) in fresh kernels and measure each.
+    """Execute notebooks (default: every lesson's, in the manifest's order) in fresh kernels and
+    measure each.
 
     The kernel gets :func:`learner_env`; with ``group`` (from :func:`one_cpu_group`) it runs
     in that cgroup. Returns one dict per notebook (see the module docstring for the fields;
@@ -171,7 +179,7 @@ def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
     import nbformat
     from nbclient import NotebookClient
 
-    paths = sorted(NOTEBOOK_DIR.glob("*.ipynb")) if paths is None else [Path(p) for p in paths]
+    paths = lesson_notebooks() if paths is None else [Path(p) for p in paths]
     rows = []
     saved = dict(os.environ)
     os.environ.clear()
@@ -439,7 +447,7 @@ def add_parser(subparsers) -> None:
     """Register ``python -m labkit bench``."""
     p = subparsers.add_parser("bench", help="notebook run time, kernel memory, widget latency, "
                                             "under a one-CPU quota and without")
-    p.add_argument("notebook", nargs="*", help="notebooks to run (default: all)")
+    p.add_argument("notebook", nargs="*", help="notebooks to run (default: every lesson's, in order)")
     p.add_argument("--notebooks-only", action="store_true")
     p.add_argument("--widgets-only", action="store_true")
     p.add_argument("--where", choices=["one-cpu", "free", "both"], default="both",

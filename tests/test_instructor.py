@@ -1,18 +1,30 @@
-"""The instructor pack's generated files match their generators."""
+"""The lesson manifest (``labkit/lessons/manifest.py``) and everything read from it: the
+instructor pack's generated files, the README's lesson table, the notebooks and lesson
+modules it names, and ``bench``'s notebook order."""
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 import labkit as lk
+from labkit.bench import lesson_notebooks
+from labkit.lessons.manifest import LESSONS, README_BEGIN, README_END, readme_table
 
-ROOT = Path(__file__).resolve().parent.parent / "instructor"
+REPO = Path(__file__).resolve().parent.parent
+ROOT = REPO / "instructor"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+def _load(name, folder=ROOT):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
+
+# ---- the instructor pack ----------------------------------------------------------------
 
 def test_answer_key_is_the_generators_output():
     key = _load("make_answer_key")
@@ -43,4 +55,65 @@ def test_agenda_is_the_generators_output_and_fits_the_day():
         for _, session, run, slot in rows:
             if run.endswith(" s"):
                 assert slot * 60 >= float(run[:-2])
-    assert set(timings) == set(agenda.LESSONS)   # every lesson measured, none invented
+    assert set(timings) == {lesson.notebook for lesson in LESSONS}   # every lesson measured, none invented
+    numbers = {lesson.number for lesson in LESSONS}
+    assert all(n in numbers for plan in agenda.BREAKS.values() for n, _, _ in plan)
+
+
+# ---- the manifest and what it names -----------------------------------------------------
+
+def test_lessons_are_numbered_in_order_from_zero():
+    assert [lesson.number for lesson in LESSONS] == list(range(len(LESSONS)))
+    assert len({lesson.slug for lesson in LESSONS}) == len(LESSONS)
+
+
+def test_manifest_names_every_notebook_and_lesson_module_and_nothing_else():
+    assert sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb")) == \
+        sorted(lesson.notebook for lesson in LESSONS)
+    modules = sorted(p.stem for p in (REPO / "labkit" / "lessons").glob("l[0-9][0-9].py"))
+    assert modules == sorted(lesson.module for lesson in LESSONS)
+    assert lk.lessons.MODULES == tuple(lesson.module for lesson in LESSONS)
+
+
+def test_lesson_modules_are_reachable_by_name():
+    assert lk.lessons.l03.__name__ == "labkit.lessons.l03"
+    assert lk.challenge is lk.lessons.l05
+    with pytest.raises(AttributeError):
+        lk.lessons.l99
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.module)
+def test_objectives_are_quoted_from_the_notebooks_first_cell(lesson):
+    nb = json.loads((REPO / "notebooks" / lesson.notebook).read_text())
+    first = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = _words("".join(first["source"]))
+    assert lesson.objectives
+    for objective in lesson.objectives:
+        assert _words(objective) in text, f"{lesson.notebook}'s first cell no longer says: {objective}"
+
+
+def test_every_lesson_has_a_full_day_slot():
+    assert all(lesson.minutes_full_day for lesson in LESSONS)
+    assert all(lesson.minutes_half_day is None or lesson.minutes_half_day > 0 for lesson in LESSONS)
+
+
+def test_readme_lesson_table_is_the_manifests():
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(README_BEGIN):readme.index(README_END) + len(README_END)]
+    assert block == readme_table(), "README's lesson table is stale: run python instructor/make_lesson_table.py"
+
+
+def test_bench_runs_the_lessons_notebooks_in_the_manifests_order():
+    assert [p.name for p in lesson_notebooks()] == [lesson.notebook for lesson in LESSONS]
+    assert all(p.exists() for p in lesson_notebooks())
+
+
+def test_manifest_imports_neither_numpy_nor_torch():
+    code = ("import sys, labkit.lessons.manifest, labkit.lessons; "
+            "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -2,17 +2,10 @@
 callbacks) and its self-checking exercises. Methods live in ``attacks/`` and ``defences/``;
 these modules only put them together the way each notebook teaches them.
 
-=========  ====================================
-module     notebook
-=========  ====================================
-``l00``    notebooks/00_welcome.ipynb
-``l01``    notebooks/01_label_flipping.ipynb
-``l02``    notebooks/02_backdoors.ipynb
-``l03``    notebooks/03_clean_label.ipynb
-``l04``    notebooks/04_gradient_manipulation.ipynb
-``l05``    notebooks/05_defence_in_depth.ipynb (the capstone: ``lk.challenge``)
-``l06``    notebooks/06_supply_chain.ipynb (exercises; the methods are ``lk.supplychain``)
-=========  ====================================
+Which lessons exist, in which order, with which notebook, title, objectives, minutes and
+exercises is written once, in :mod:`labkit.lessons.manifest` (``LESSONS``); lesson ``N``'s
+module is ``lk.lessons.lNN`` (``lk.lessons.l03``), its notebook ``notebooks/NN_slug.ipynb``.
+``l05`` is also ``lk.challenge`` (the capstone); ``l06``'s methods are ``lk.supplychain``.
 
 :func:`load_all` imports every lesson, so that each registers its exercises in
 :mod:`labkit.lessons.exercises` (``lk.checks`` calls it).
@@ -21,18 +14,21 @@ from __future__ import annotations
 
 import importlib
 
-LESSONS = ("l00", "l01", "l02", "l03", "l04", "l05", "l06")
+from .manifest import LESSONS, Lesson
 
-__all__ = [*LESSONS, "load_all"]
+#: The lesson modules, in the manifest's order (``"l00"``, ``"l01"``, ...).
+MODULES = tuple(lesson.module for lesson in LESSONS)
+
+__all__ = [*MODULES, "LESSONS", "Lesson", "MODULES", "load_all"]
 
 
 def __getattr__(name: str):
-    if name in LESSONS or name == "exercises":
+    if name in MODULES or name in ("exercises", "manifest"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'labkit.lessons' has no attribute {name!r}")
 
 
 def load_all() -> None:
     """Import every lesson module (each registers its exercises)."""
-    for name in LESSONS:
+    for name in MODULES:
         importlib.import_module(f".{name}", __name__)

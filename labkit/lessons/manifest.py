@@ -1,0 +1,215 @@
+"""The lesson manifest: the one table of the lab's lessons, read by every tool.
+
+Each :class:`Lesson` gives a lesson's number and slug (from which its module ``lNN``, its
+notebook ``NN_slug.ipynb`` and its exercise prefix ``lN_`` follow), its title, what it
+attacks and defends (the README's lesson table), its learning objectives (quoted from the
+notebook's first cell; a test keeps them in step), its minutes in the workshop agendas and
+the names of the exercises it registers. ``labkit.lessons`` (``LESSONS``, ``load_all``),
+``labkit.bench`` (which notebooks, in which order), ``instructor/make_agenda.py``,
+``instructor/make_answer_key.py`` and the README's lesson table all read this table.
+
+To add lesson 7: add one :class:`Lesson` here, then write ``labkit/lessons/l07.py``
+(registering the exercises named here) and ``notebooks/07_<slug>.ipynb``; then regenerate
+what is generated from this table (``python instructor/make_lesson_table.py``, the README;
+``python instructor/make_answer_key.py``) and measure the new notebook into
+``instructor/timings.json`` (``python -m labkit bench --notebooks-only --json``, then
+``python instructor/make_agenda.py``). The tests say which of these you forgot.
+
+This module imports nothing but the standard library (no numpy, no torch).
+
+See Also: instructor/README.md, README.md ("The lessons")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["Lesson", "LESSONS", "README_BEGIN", "README_END", "readme_table", "update_readme"]
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson.
+
+    Attributes
+    ----------
+    number : int
+        0, 1, ...: the order lessons are taught in.
+    slug : str
+        The notebook's name after its number (``"clean_label"``).
+    title : str
+        Short title (agendas, answer key, README).
+    attack, defences : str
+        What the lesson attacks and which defences it tries (the README's lesson table).
+    objectives : tuple of str
+        The learning objectives, quoted from the notebook's first markdown cell.
+    minutes_half_day, minutes_full_day : int or None
+        Minutes of reading, exercises and discussion the lesson gets in the half-day and
+        full-day agendas, on top of the notebook's measured run time
+        (``instructor/timings.json``). Planning figures, not measurements; ``None``: not
+        in that agenda.
+    exercises : tuple of str
+        The exercises the lesson registers (``lk.checks``), in the notebook's order.
+    """
+
+    number: int
+    slug: str
+    title: str
+    attack: str
+    defences: str
+    objectives: tuple
+    minutes_half_day: Optional[int]
+    minutes_full_day: Optional[int]
+    exercises: tuple
+
+    @property
+    def module(self) -> str:
+        """The lesson's module in :mod:`labkit.lessons` (``"l03"``)."""
+        return f"l{self.number:02d}"
+
+    @property
+    def stem(self) -> str:
+        """The notebook's name without its suffix (``"03_clean_label"``)."""
+        return f"{self.number:02d}_{self.slug}"
+
+    @property
+    def notebook(self) -> str:
+        """The notebook's file name in ``notebooks/`` (``"03_clean_label.ipynb"``)."""
+        return f"{self.stem}.ipynb"
+
+    @property
+    def exercise_prefix(self) -> str:
+        """Every exercise of the lesson is named with this prefix (``"l3_"``)."""
+        return f"l{self.number}_"
+
+    @property
+    def marker(self) -> str:
+        """The pytest marker of the lesson's tests (``pytest -m lesson3``)."""
+        return f"lesson{self.number}"
+
+
+LESSONS: tuple = (
+    Lesson(
+        0, "welcome", "Welcome",
+        attack="how the lab works, threat models, data, baseline, metrics", defences="",
+        objectives=(
+            "how the lab works: notebooks, the `labkit` helper package, exercises that check themselves",
+            "the vocabulary of a *threat model*",
+            "the data and the baseline model every lesson starts from",
+            "the numbers you will see everywhere (accuracy, attack success, detection quality)",
+            "a map of the lessons",
+        ),
+        minutes_half_day=20, minutes_full_day=30,
+        exercises=("l0_which_metric",)),
+    Lesson(
+        1, "label_flipping", "Label flipping",
+        attack="random, targeted, class-pair heuristic and greedy optimised label flips",
+        defences="k-NN label sanitisation, confident learning, Deep Partition Aggregation (certified)",
+        objectives=(
+            "flip labels four ways (random, targeted at one class, a class-pair heuristic, a greedy "
+            "optimised attack)",
+            "see what each does to a model",
+            "try three defences: k-NN label sanitisation, confident learning, and Deep Partition "
+            "Aggregation, whose guarantee holds whatever the attacker does",
+        ),
+        minutes_half_day=35, minutes_full_day=50,
+        exercises=("l1_certified_radius", "l1_sanitiser_settings", "l1_which_evades")),
+    Lesson(
+        2, "backdoors", "Backdoors",
+        attack="patch (BadNets) and blended triggers",
+        defences="activation clustering, spectral signatures, STRIP",
+        objectives=(
+            "plant a backdoor with a patch trigger (BadNets) or a blended trigger, and measure it with "
+            "*attack success* next to clean accuracy and a no-poison baseline",
+            "explain why poisoned rows stand out *inside the model* (penultimate activations), and use "
+            "two detectors that exploit it: **spectral signatures** and **activation clustering**",
+            "guard a model at inference time with **STRIP**, and read its false rejection / false "
+            "acceptance rates",
+            "say when each defence fails, with numbers",
+        ),
+        minutes_half_day=35, minutes_full_day=50,
+        exercises=("l2_cheap_backdoor", "l2_rows_to_drop", "l2_which_breaks_at_high_rate")),
+    Lesson(
+        3, "clean_label", "Clean-label poisoning",
+        attack="feature collision, and a clean-label technique that works at workshop scale",
+        defences="deep k-NN, feature-space filtering",
+        objectives=(
+            "explain how a handful of *correctly labelled*, barely changed images can make a model "
+            "misread one chosen test image (a targeted, clean-label attack), and why an auditor "
+            "checking labels finds nothing",
+            "say **when** such attacks work (a victim that keeps a feature extractor the attacker "
+            "knows: transfer learning) and when they do not (small budgets, end-to-end retraining)",
+            "measure success honestly: many targets, a random-perturbation control of the same size, "
+            "and a check that an independent classifier still reads every poison as its own label",
+            "run deep k-NN (Peri et al. 2020) and a feature-space outlier filter, and explain when "
+            "they catch the poisons and when they miss them",
+        ),
+        minutes_half_day=None, minutes_full_day=45,
+        exercises=("l3_knn_k", "l3_threat_model")),
+    Lesson(
+        4, "gradient_manipulation", "Gradient manipulation",
+        attack="gradient-matching poisons; malicious federated clients",
+        defences="DP-SGD gradient shaping, gradient audit, robust aggregation",
+        objectives=(
+            "explain what gradient matching optimises and why it needs the victim to take *gradient "
+            "steps on the poisons* (here: fine-tuning the deployed model on a new batch)",
+            "measure a targeted attack honestly: success over several targets, next to a random-noise "
+            "control with the same budget and `eps`, and a clean-label check by an independent model",
+            "use DP-SGD (per-sample clipping plus noise) and a gradient audit as defences, and read "
+            "their trade-off curves",
+            "simulate federated averaging, attack it with sign flipping, scaling (model replacement) "
+            "and \"a little is enough\", and say which robust aggregation rule survives which attack",
+        ),
+        minutes_half_day=None, minutes_full_day=55,
+        exercises=("l4_krum_pick", "l4_median_breakdown", "l4_clip_update")),
+    Lesson(
+        5, "defence_in_depth", "Defence in depth and the capstone",
+        attack="a hidden mix of all four",
+        defences="audits, provenance, robust training, monitoring",
+        objectives=(
+            "**data audits**: statistical checks on every batch of training data",
+            "**provenance**: knowing exactly which rows came from where, and noticing any change",
+            "**robust training**: training choices that blunt some attacks",
+            "**monitoring**: comparing every release with the last trusted one, in testing and in use",
+            "**people and process**: who reviews what, and what happens when an alarm goes off",
+            "Flag the poisons and get an honest score",
+        ),
+        minutes_half_day=40, minutes_full_day=60,
+        exercises=("l5_capstone", "l5_blind_spot")),
+    Lesson(
+        6, "supply_chain", "Supply chain",
+        attack="model files and configs that run code when loaded",
+        defences="safe loaders, scanning, allow-lists, hash pinning",
+        objectives=(
+            "explain why loading a pickle-based checkpoint can run code, and why an error message is "
+            "not safety",
+            "name the metadata carriers (YAML, `config.json`, safetensors `__metadata__`, `.nemo` "
+            "archives) through which a `_target_` reaches `hydra.utils.instantiate`",
+            "compare three defences for configs (a block-list, a prefix allow-list, an exact "
+            "identity-checked allow-list) and say what each one misses",
+            "scan model files with `python -m labkit scan`, pin them by hash, and apply a short "
+            "supply-chain checklist",
+        ),
+        minutes_half_day=25, minutes_full_day=35,
+        exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered")),
+)
+
+# ---- the README's lesson table ---------------------------------------------------------
+
+README_BEGIN = "<!-- lessons: generated from labkit/lessons/manifest.py by python instructor/make_lesson_table.py -->"
+README_END = "<!-- end of lessons -->"
+
+
+def readme_table(lessons=LESSONS) -> str:
+    """The README's lesson table, markers included."""
+    lines = [README_BEGIN, "", "| notebook | lesson | attack | defences | exercises |", "|---|---|---|---|---|"]
+    lines += [f"| `{x.stem}` | {x.title} | {x.attack} | {x.defences} | {len(x.exercises)} |" for x in lessons]
+    return "\n".join(lines + ["", README_END])
+
+
+def update_readme(text: str) -> str:
+    """``text`` (the README) with the lesson table between the markers regenerated."""
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError("README.md lacks the lesson-table markers")
+    head, rest = text.split(README_BEGIN, 1)
+    return head + readme_table() + rest.split(README_END, 1)[1]
