@@ -18,6 +18,8 @@ def test_lesson1_exercises(capsys):
     assert not lk.checks.check("l1_which_evades", "random")
     assert lk.checks.check("l1_sanitiser_settings", {"k": 10, "eta": 0.5})
     assert not lk.checks.check("l1_sanitiser_settings", {"k": 3, "eta": 0.9})
+    assert not lk.checks.check("l1_certified_radius", "two")    # not a number: a message, no error
+    assert not lk.checks.check("l1_certified_radius", 2.5)      # not a whole number
     lk.checks.hint("l1_certified_radius")
     lk.checks.solution("l1_certified_radius")
     assert "radius" in capsys.readouterr().out
@@ -105,6 +107,7 @@ def test_lesson2_rows_to_drop_accepts_the_notebooks_suggestions(backdoor_victim)
     ss = lk.defences.spectral_signature(feats, poisoned.y, expected_rate=0.04)
     assert ss.flagged_idx.size <= 100
     assert lk.checks.check("l2_rows_to_drop", ss.flagged_idx)        # "a smaller expected_rate"
+    assert lk.checks.check("l2_rows_to_drop", ac.flagged)            # a boolean mask means its rows
 
 
 def test_lesson2_rows_to_drop_rejects_a_budget_spent_on_clean_rows(backdoor_victim, capsys):
@@ -112,4 +115,5 @@ def test_lesson2_rows_to_drop_rejects_a_budget_spent_on_clean_rows(backdoor_vict
     clean = np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)
     assert not lk.checks.check("l2_rows_to_drop", clean[:100])
     assert not lk.checks.check("l2_rows_to_drop", np.arange(101))    # over the 100-row budget
+    assert not lk.checks.check("l2_rows_to_drop", np.ones(10, bool))  # a mask of the wrong length
     assert "0 of 67 poisons" in capsys.readouterr().out

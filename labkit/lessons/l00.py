@@ -11,7 +11,8 @@ from .exercises import exercise, one_of
           hint="One number is computed on ordinary test inputs, another on inputs the attacker "
                "has prepared. Which one can an attack keep unchanged?",
           solution="'attack_success': a backdoored model keeps its clean accuracy; only the "
-                   "attack success rate on triggered inputs shows the attack.")
+                   "attack success rate on triggered inputs shows the attack.",
+          answer="attack_success", wrong="clean_accuracy")
 def _l0_which_metric(answer):
     return one_of(answer, ("attack_success", "attack_success_rate"),
                    right="yes: clean accuracy can stay at 0.96 while the attacker's goal is met.",

@@ -17,13 +17,20 @@ from .exercises import exercise, one_of
                    "votes, the strongest rival class 8 with 17 (8 > 3, so it gets no tie "
                    "bonus). radius = floor((21 - 17) / 2) = 2: two flips make it 19 vs 19, "
                    "still class 3 by the tie rule; a third makes 18 vs 20. "
-                   "lk.defences.dpa.certified_radius([votes]) agrees.")
+                   "lk.defences.dpa.certified_radius([votes]) agrees.",
+          answer=2, wrong=4)
 def _l1_certified_radius(answer):
     from ..defences.dpa import certified_radius
 
     votes = np.array([[0, 0, 0, 21, 0, 0, 0, 0, 17, 12]])
     want = int(certified_radius(votes)[1][0])
-    if int(answer) == want:
+    try:
+        given = int(answer)
+    except (TypeError, ValueError):
+        return False, f"answer with a whole number of poisoned partitions, not {answer!r}"
+    if given != float(answer):
+        return False, f"answer with a whole number of poisoned partitions, not {answer!r}"
+    if given == want:
         return True, f"radius {want}: {want} poisoned partitions cannot change this prediction."
     return False, f"{answer} is not it. Count how many single-vote moves from 3 to 8 it takes."
 
@@ -31,7 +38,8 @@ def _l1_certified_radius(answer):
 @exercise("l1_sanitiser_settings",
           hint="Small k listens to very few neighbours (noisy); a high eta demands near-"
                "unanimity (misses flips). Try k between 5 and 20 and eta between 0.4 and 0.7.",
-          solution="{'k': 10, 'eta': 0.5} gives precision ~0.97 and recall ~0.90 on this set.")
+          solution="{'k': 10, 'eta': 0.5} gives precision ~0.97 and recall ~0.90 on this set.",
+          answer={"k": 10, "eta": 0.5}, wrong={"k": 3, "eta": 0.9})
 def _l1_sanitiser_settings(answer):
     from ..attacks.label_flip import flip_labels
     from ..data import digits
@@ -51,7 +59,8 @@ def _l1_sanitiser_settings(answer):
                "neighbourhoods at once?",
           solution="'class_pair' (and 'optimised', which grows consistent regions too): it relabels (most of) a whole class consistently, so each "
                    "flipped row's neighbours carry the same wrong label and the majority vote "
-                   "agrees with the attacker.")
+                   "agrees with the attacker.",
+          answer="class_pair", wrong="random")
 def _l1_which_evades(answer):
     return one_of(answer, ("class_pair", "class pair", "class-pair", "optimised", "optimized"),
                    right="yes: consistent flips make the neighbours agree with the attacker.",

@@ -9,12 +9,36 @@ import numpy as np
 from .exercises import exercise, one_of
 
 
+def _poisoned():
+    """The backdoored training set of :func:`_l2_rows_to_drop` (digits seed 0, default backdoor)."""
+    from ..attacks.backdoor import add_backdoor
+    from ..data import digits
+
+    return add_backdoor(digits(seed=0).train, rng=0)
+
+
+def _rows_flagged_by_activation_clustering():
+    """The recorded answer of ``l2_rows_to_drop``: the rows activation clustering flags."""
+    from ..defences.activation_clustering import activation_clustering
+    from ..models import embed, train
+
+    poisoned = _poisoned()
+    return activation_clustering(embed(train(poisoned, seed=0), poisoned.X), poisoned.y, rng=0).flagged_idx
+
+
+def _clean_rows(n: int):
+    """A wrong answer of ``l2_rows_to_drop``: ``n`` rows the attacker did not touch."""
+    poisoned = _poisoned()
+    return np.setdiff1d(np.arange(len(poisoned)), poisoned.poison_idx)[:n]
+
+
 @exercise("l2_cheap_backdoor",
           hint="The poison rate is capped at 0.03; the trigger is yours to design. A bigger, "
                "brighter patch is easier to learn. Answer with the params of "
                "lk.run('backdoor', ...), e.g. {'rate': 0.03, 'size': 2}.",
           solution="{'rate': 0.03} already gives about 0.96 with the default 2x2 patch (seed 0); "
-                   "{'rate': 0.02, 'size': 3} is cheaper still.")
+                   "{'rate': 0.02, 'size': 3} is cheaper still.",
+          answer={"rate": 0.03}, wrong={"rate": 0.005})
 def _l2_cheap_backdoor(answer):
     from ..experiment import run
 
@@ -35,16 +59,24 @@ def _l2_cheap_backdoor(answer):
           solution="feats = lk.models.embed(victim, poisoned.X); "
                    "lk.defences.activation_clustering(feats, poisoned.y, rng=0).flagged_idx "
                    "(the poisoned set of lk.attacks.add_backdoor(lk.data.digits(seed=0).train, rng=0), "
-                   "victim = lk.models.train(poisoned, seed=0)).")
+                   "victim = lk.models.train(poisoned, seed=0)).",
+          answer=_rows_flagged_by_activation_clustering,
+          wrong=lambda: _clean_rows(100))
 def _l2_rows_to_drop(answer):
-    from ..attacks.backdoor import add_backdoor
     from ..data import digits
     from ..metrics import attack_success_rate, clean_accuracy
     from ..models import train
 
-    idx = np.unique(np.asarray(answer, dtype=np.int64).ravel())
     split = digits(seed=0)
-    poisoned = add_backdoor(split.train, rng=0)
+    poisoned = _poisoned()
+    answer = np.asarray(answer)
+    if answer.dtype == bool:                 # a mask such as Detection.flagged: its rows
+        if answer.shape != (len(poisoned),):
+            return False, f"a boolean mask must have {len(poisoned)} entries, got shape {answer.shape}"
+        answer = np.flatnonzero(answer)
+    if answer.size and not np.issubdtype(answer.dtype, np.integer):
+        return False, "answer with row indices (Detection.flagged_idx) or a boolean mask"
+    idx = np.unique(answer.astype(np.int64).ravel())
     if idx.size > 100 or (idx.size and (idx.min() < 0 or idx.max() >= len(poisoned))):
         return False, f"give at most 100 row indices in [0, {len(poisoned)}); got {idx.size}"
     keep = np.setdiff1d(np.arange(len(poisoned)), idx)
@@ -60,7 +92,8 @@ def _l2_rows_to_drop(answer):
           hint="At rate 0.10 the poisons are half of class 0. Which rule assumes they are a "
                "minority of their class?",
           solution="'activation_clustering': its 'smaller cluster' rule needs the poisons to be the "
-                   "smaller group; at half the class neither cluster is small.")
+                   "smaller group; at half the class neither cluster is small.",
+          answer="activation_clustering", wrong="spectral_signature")
 def _l2_which_breaks(answer):
     return one_of(answer, ("activation_clustering", "ac"),
                    right="yes: with poisons as half the class, the 'smaller cluster' is no longer the poison.",

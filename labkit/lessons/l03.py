@@ -147,7 +147,8 @@ def explore_trial(*, method: str = "bullseye", n_poisons: int = 30, eps: float =
                    "k - 19 are target-class rows. The target class wins outright when "
                    "k - 19 > 19, i.e. k >= 39. Peri et al.'s rule of thumb: k at least about "
                    "twice the number of poisons. In this lesson the poisons also sit closer to "
-                   "their own class than to the target, which is why k = 50 is not always enough.")
+                   "their own class than to the target, which is why k = 50 is not always enough.",
+          answer=39, wrong=38)
 def _l3_knn_k(answer):
     try:
         k = int(answer)
@@ -168,7 +169,8 @@ def _l3_knn_k(answer):
                    "space, so the poisons' position there is what the head sees. Retraining end "
                    "to end (with augmentation) changes the features, and the carefully placed "
                    "poisons land somewhere else: the attack mostly stops working (lk.run with "
-                   "defence='augmentation').")
+                   "defence='augmentation').",
+          answer="transfer", wrong="end to end")
 def _l3_threat_model(answer):
     text = str(answer).strip().lower()
     if text in ("transfer", "transfer learning", "frozen", "frozen features", "head only"):

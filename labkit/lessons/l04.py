@@ -275,7 +275,8 @@ KRUM_UPDATES = [[1.0, 1.2], [0.9, 1.0], [1.1, 0.8], [1.0, 1.0], [6.0, -4.0]]
                "the index (0-4) into lk.lessons.l04.KRUM_UPDATES.",
           solution="3: (1.0, 1.0) sits in the middle of the honest cluster; its two nearest "
                    "neighbours are 0.04 and 0.01 away (squared), score 0.05. "
-                   "lk.defences.aggregation.krum_select(torch.tensor(KRUM_UPDATES), f=1) agrees.")
+                   "lk.defences.aggregation.krum_select(torch.tensor(KRUM_UPDATES), f=1) agrees.",
+          answer=3, wrong=4)
 def _l4_krum_pick(answer):
     from ..defences.aggregation import krum_select
 
@@ -290,7 +291,8 @@ def _l4_krum_pick(answer):
                "median is still pinned between two honest values?",
           solution="4: with f <= 4 liars the middle values (5th and 6th of 10) are bounded by honest "
                    "values; with 5 the attackers own one of the middle positions and can move the "
-                   "median anywhere. The breakdown point is just under one half.")
+                   "median anywhere. The breakdown point is just under one half.",
+          answer=4, wrong=5)
 def _l4_median_breakdown(answer):
     ok = isinstance(answer, (int, np.integer)) and int(answer) == 4
     return ok, ("yes: fewer than half." if ok else "try 10 values with f of them at +1e6 and sort.")
@@ -301,7 +303,8 @@ def _l4_median_breakdown(answer):
                "norm <= 1 (shorter ones unchanged), then the batch is averaged. Four gradients point "
                "the same way with norms 0.5, 2, 3 and 0.2: what is the norm of the update?",
           solution="(0.5 + 1 + 1 + 0.2) / 4 = 0.675: the two big gradients count as 1 each. "
-                   "lk.defences.dp_sgd.clip_and_noise agrees.")
+                   "lk.defences.dp_sgd.clip_and_noise agrees.",
+          answer=0.675, wrong=1.425)
 def _l4_clip_update(answer):
     ok = isinstance(answer, (int, float, np.floating)) and abs(float(answer) - 0.675) < 1e-3
     return ok, ("yes: clipping caps each sample's say at C." if ok

@@ -176,7 +176,8 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
           hint="A backdoor leaves clean behaviour untouched. Which checks look at clean inputs only?",
           solution="'none': the canary compares clean accuracy and confidence, which a backdoor "
                    "keeps; traffic drift and the STRIP screen need triggered inputs in the traffic. "
-                   "A backdoor stays invisible to monitoring until someone uses the trigger.")
+                   "A backdoor stays invisible to monitoring until someone uses the trigger.",
+          answer="none", wrong="traffic_drift")
 def _l5_blind_spot(answer):
     return one_of(answer, ("none", "no check", "nothing"),
                    right="yes: monitoring sees a backdoor only once triggered inputs arrive.",
@@ -188,7 +189,9 @@ def _l5_blind_spot(answer):
                "neighbours disagree), feature-space clustering finds a backdoor's cluster. "
                "Combine flags with | and check the precision: every clean row you flag costs you.",
           solution="flags = lk.challenge.reference_defence(data, seed=SEED).flagged  (k-NN "
-                   "sanitisation OR activation clustering; F1 above 0.8 on every seed tried).")
+                   "sanitisation OR activation clustering; F1 above 0.8 on every seed tried).",
+          answer=lambda: (reference_defence(mystery(0), seed=0).flagged, 0),
+          wrong=lambda: (np.arange(10), 0))
 def _l5_capstone(answer):
     flags, seed = answer if isinstance(answer, tuple) else (answer, 0)
     result = score(flags, seed=seed)
