@@ -1,10 +1,12 @@
 """The lesson manifest (``labkit/lessons/manifest.py``) and everything read from it: the
 instructor pack's generated files, the README's lesson table, the notebooks and lesson
-modules it names, and ``bench``'s notebook order."""
+modules it names, ``bench``'s notebook order, and the per-lesson test markers."""
 import importlib.util
 import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,21 @@ def test_manifest_imports_neither_numpy_nor_torch():
             "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---- one pytest marker per lesson -------------------------------------------------------
+
+def test_every_test_file_is_in_the_lesson_marker_table():
+    table = _load("conftest", REPO / "tests").LESSON_TESTS
+    files = {p.name for p in (REPO / "tests").glob("test_*.py")}
+    assert not files - set(table), f"add these to LESSON_TESTS in tests/conftest.py: {sorted(files - set(table))}"
+    assert not set(table) - files, f"LESSON_TESTS names files that do not exist: {sorted(set(table) - files)}"
+
+
+def test_every_marker_the_table_uses_is_registered():
+    conftest = _load("conftest", REPO / "tests")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    registered = {re.match(r"\w+", m).group() for m in config["markers"]}
+    used = {m for name in conftest.LESSON_TESTS for m in conftest.markers_of(name)}
+    used |= {lesson.marker for lesson in LESSONS}
+    assert used <= registered, f"register in pyproject.toml: {sorted(used - registered)}"
