@@ -6,10 +6,29 @@
 (the capstone), ``lk.supplychain`` (lesson 6), ``lk.run`` / ``lk.sweep`` and the types
 ``lk.Dataset``, ``lk.PoisonedDataset``, ``lk.Detection``, ``lk.RunResult``.
 
-Layers import downwards only: core (``types``, ``rng``, ``compute``, ``data``, ``models``,
-``metrics``) <- methods (``attacks``, ``defences``, ``federated``) <- orchestration
-(``registry``, ``scenarios``, ``experiment``) <- presentation (``viz``, ``widgets``,
-``checks``, ``lessons``, ``cli``, ``bench``, ``progress``). ``supplychain`` stands apart.
+Where things live (layers import downwards only; ``tests/test_architecture.py`` enforces it)::
+
+    core           types rng compute optim data models metrics   data, seeds, threads, training, scores
+    methods        attacks/ defences/ federated                  one file per attack / defence
+    orchestration  registry scenarios experiment                 the tables and the one run()/sweep()
+                   claims contracts                              stated numbers; contract checkers
+    presentation   viz widgets checks lessons/ cli/              plots, panels, exercises, notebooks'
+                   bench progress completion                     glue, CLI, timings, completion codes
+    apart          supplychain/                                  the model-file scanner (imports no lab)
+
+To add
+
+- an attack: ``attacks/<name>.py`` (a verb returning a ``PoisonedDataset``), its export in
+  ``attacks/__init__.py``, one line in ``registry.ATTACKS``; ``tests/test_registry.py``
+  then runs it through the contract and end to end;
+- a defence: ``defences/<name>.py``, its export in ``defences/__init__.py``, one line in
+  ``registry.DEFENCES`` and its name in the ``defences`` of the attacks it applies to (the
+  same registry-wide tests then cover it);
+- a lesson: one entry in ``lessons/manifest.py``, ``lessons/lNN.py`` (exercises registered
+  with ``answer=`` and ``wrong=``), ``notebooks/NN_<slug>.ipynb``, and its test file in
+  ``tests/conftest.py``'s ``LESSON_TESTS``;
+- a scanner rule: a row in ``supplychain/rules.py`` and a malicious and a benign example in
+  ``supplychain/payloads.py`` (the corpus tests then hold the scanner to it).
 
 Importing labkit is cheap: each of these is imported the first time it is used, so the
 static scanner (``python -m labkit scan``) never imports PyTorch.
