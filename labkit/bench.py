@@ -223,11 +223,10 @@ def notebook_costs(paths=None, *, timeout: int = 600, group=None) -> list[dict]:
 
 def _explorer_inputs() -> dict:
     """Arguments the lesson-4 widgets take from their notebook (as the notebook builds them)."""
-    from .data import digits, mnist_sample
-    from .models import train
+    from .data import digits
+    from .experiment import prepare
 
-    mnist = mnist_sample(seed=0)
-    return {"gradient_matching_explorer": (mnist, train(mnist.train, seed=0)),
+    return {"gradient_matching_explorer": (prepare("gradient_matching", seed=0, params={"n_targets": 3}),),
             "federated_explorer": (digits(seed=0),)}
 
 
@@ -342,7 +341,7 @@ def memory_steps() -> list[dict]:
     note("one model trained (mnist sample)")
     from .widgets import _lessons
 
-    _lessons().lesson_setting(0)
+    _lessons().clean_label_setting(0)
     note("lesson 3 setting (extractor, victim, guard)")
     figs = [lk.viz.dataset_preview(split.train) for _ in range(10)]
     note("10 image-grid figures open")

@@ -43,12 +43,12 @@ from . import metrics, models
 from .attacks.random_noise import random_noise
 from .defences.aggregation import aggregator
 from .defences.gradient_audit import head_gradients
-from .registry import ENGINE_PROVIDES, AttackSpec, DefenceSpec, get_attack, resolve
+from .registry import ENGINE_PROVIDES, AttackSpec, DefenceSpec, get_attack, get_defence, resolve
 from .scenarios import SCENARIOS, AttackerView, Setting
 from .types import Dataset, Detection, PoisonedDataset, RunResult
 
-__all__ = ["prepare", "craft", "trial", "defend", "measure", "run", "sweep", "poison", "repair", "split_settings",
-           "Context", "Trial", "Defended", "DetectorView", "DEFENDERS", "TRAIN_DEFAULTS", "DEFAULT_DATASET",
+__all__ = ["prepare", "craft", "random_control", "trial", "defend", "measure", "run", "sweep", "poison", "repair", "split_settings",
+           "defence_curve", "detect", "Context", "Trial", "Defended", "DetectorView", "DEFENDERS", "TRAIN_DEFAULTS", "DEFAULT_DATASET",
            "trial_rng"]
 
 #: Training settings every experiment uses unless ``train_kw`` overrides them.
@@ -230,10 +230,13 @@ def craft(ctx: Context, i: int = 0, *, data: Optional[Dataset] = None, rng=None,
     return spec.craft(ctx.train if data is None else data, rng=rng, **given, **ctx.craft_kw)
 
 
-def target_probability(model, poisoned: PoisonedDataset, test: Dataset) -> float:
-    """``model``'s probability of the attacker's class on the first target."""
-    t, a = int(poisoned.target_idx[0]), int(np.ravel(poisoned.target_class)[0])
-    return float(models.predict_proba(model, test.X[t:t + 1])[0, a])
+def random_control(ctx: Context, poisoned: PoisonedDataset, i: int = 0) -> PoisonedDataset:
+    """The same-budget control of trial ``i``: the poisons' rows perturbed by random
+    +-``eps`` noise (:func:`labkit.attacks.random_noise`) from the trial's control stream."""
+    eps = poisoned.params.get("eps")
+    if not eps:
+        raise ValueError(f"{poisoned.attack} has no eps budget to match with random noise")
+    return random_noise(poisoned, eps=eps, rng=trial_rng(ctx.seed, i, "control"))
 
 
 def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = False) -> Trial:
@@ -258,16 +261,15 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
     ctl = ctl_victim = None
     if scenario.targeted:
         row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]),
-                   target_prob=target_probability(victim, poisoned, test))
+                   target_prob=metrics.target_probability(victim, poisoned, test))
         checks = metrics.label_checks(poisoned, metrics.held_out(test, setting.targets[0]))   # no target
         row["label_consistency"] = checks["worst"]
         row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
-        eps = poisoned.params.get("eps")
-        if control and eps:
-            ctl = random_noise(poisoned, eps=eps, rng=trial_rng(ctx.seed, i, "control"))
+        if control and poisoned.params.get("eps"):
+            ctl = random_control(ctx, poisoned, i)
             ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
             row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
-            row["control_prob"] = target_probability(ctl_victim, poisoned, test)
+            row["control_prob"] = metrics.target_probability(ctl_victim, poisoned, test)
     return Trial(i, poisoned, train_set, victim, ctl, ctl_victim, history, row)
 
 
@@ -275,25 +277,53 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
 
 class DetectorView:
     """What a detector is given: the suspect training set as the defender sees it (no
-    ground truth), and the model it may inspect. ``inputs(needs)`` computes the arrays a
-    detector kind asks for (:data:`labkit.registry.NEEDS`): ``"pixels"`` (flattened
-    images), ``"features"`` (penultimate activations of the victim) or ``"gradients"``
-    (per-sample gradients of the inspected model's head)."""
+    ground truth) and the model it may inspect. :meth:`inputs` computes the arrays a
+    detector asks for (:data:`labkit.registry.NEEDS`): ``"pixels"`` (flattened images),
+    ``"features"`` (the model's penultimate activations, as the scenario defines them) or
+    ``"gradients"`` (per-sample gradients of the inspected model's head)."""
 
-    def __init__(self, ctx: Context, t: Trial):
-        self.data = t.train_set.as_dataset()
-        self.labels, self.n_classes = self.data.y, self.data.n_classes
-        self._ctx, self._victim = ctx, t.victim
+    def __init__(self, data: Dataset, *, features: Callable, inspected: Callable):
+        self.data, self.labels, self.n_classes = data, data.y, data.n_classes
+        self._features, self._inspected = features, inspected
+
+    @classmethod
+    def of_trial(cls, ctx: Context, t: Trial) -> "DetectorView":
+        sc, st, victim = ctx.scenario, ctx.setting, t.victim
+        return cls(t.train_set.as_dataset(), features=lambda X: sc.features(st, victim, X),
+                   inspected=lambda: sc.inspected(st, victim))
 
     def inputs(self, needs: str) -> np.ndarray:
-        ctx, X = self._ctx, self.data.X
         if needs == "pixels":
             return self.data.flat()
         if needs == "features":
-            return ctx.scenario.features(ctx.setting, self._victim, X)
+            return self._features(self.data.X)
         if needs == "gradients":
-            return head_gradients(ctx.scenario.inspected(ctx.setting, self._victim), X, self.labels)
+            return head_gradients(self._inspected(), self.data.X, self.labels)
         raise ValueError(f"unknown detector input {needs!r}")
+
+    def detect(self, dspec: DefenceSpec, settings: dict, rng) -> Detection:
+        """Run the detector ``dspec`` on this view (``n_classes`` and ``rng`` where it takes them)."""
+        takes = inspect.signature(dspec.fn).parameters
+        optional = {k: v for k, v in {"n_classes": self.n_classes, "rng": rng}.items() if k in takes}
+        return dspec.fn(self.inputs(dspec.needs), self.labels, **optional, **settings)
+
+
+def detect(data: Dataset, defence: str, *, seed: int = 0, train_kw: Optional[dict] = None, **settings) -> Detection:
+    """A registered detector on a plain dataset, as a defender holding only that data runs
+    it: the model it inspects is the ``scratch`` scenario's victim trained on ``data``
+    (trained only for detectors that look at features or gradients)."""
+    dspec = get_defence(defence)
+    if dspec.kind != "detector":
+        raise ValueError(f"{defence} is a {dspec.kind} defence, not a detector")
+    bad = [k for k in settings if k not in dspec.settings]
+    if bad:
+        raise ValueError(f"unknown {defence} setting(s) {', '.join(bad)}; valid: {', '.join(dspec.settings)}")
+    scenario = SCENARIOS["scratch"]()
+    setting = Setting(data, data, int(seed), {**TRAIN_DEFAULTS, **(train_kw or {})})
+    model = None if dspec.needs == "pixels" else scenario.victim(setting, data, int(seed))
+    view = DetectorView(data, features=lambda X: scenario.features(setting, model, X),
+                        inspected=lambda: scenario.inspected(setting, model))
+    return view.detect(dspec, settings, trial_rng(seed, 0, "defence"))
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -310,13 +340,9 @@ class Defended:
 
 
 def _detector(dspec: DefenceSpec, ctx: Context, t: Trial, settings: dict, rng):
-    view = DetectorView(ctx, t)
-    optional = {"n_classes": view.n_classes, "rng": rng}
-    takes = inspect.signature(dspec.fn).parameters
-    det = dspec.fn(view.inputs(dspec.needs), view.labels, **{k: v for k, v in optional.items() if k in takes},
-                   **settings)
-    model = ctx.scenario.victim(ctx.setting, repair(view.data, det, dspec.repair), ctx.seed + t.i)
-    return model, det, {}
+    view = DetectorView.of_trial(ctx, t)
+    det = view.detect(dspec, settings, rng)
+    return ctx.scenario.victim(ctx.setting, repair(view.data, det, dspec.repair), ctx.seed + t.i), det, {}
 
 
 def _training(dspec, ctx, t, settings, rng):
@@ -480,6 +506,20 @@ def poison(attack: str, *, dataset: Optional[str] = None, seed: int = 0, rate: O
     return craft(prepare(attack, dataset=dataset, seed=seed, rate=rate, params=params), 0)
 
 
+def defence_curve(ctx: Context, defence: str, name: str, values: Iterable, *, trials: Optional[list] = None,
+                  defence_params: Optional[dict] = None) -> list[RunResult]:
+    """:func:`measure` of the same trials (crafted once, or the given ``trials``) defended
+    with every value of the defence setting ``name``: one RunResult per value, each equal to
+    ``run(..., defence=defence, defence_params={name: value})``. Its ``attack_success`` is
+    the undefended point of the curve."""
+    values = list(values)
+    _defence(ctx, defence, {**(defence_params or {}), name: values[0]} if values else {})
+    if trials is None:
+        trials = [trial(ctx, i) for i in range(ctx.n_trials)]
+    return [measure(ctx, defence=defence, defence_params={**(defence_params or {}), name: v}, trials=trials)
+            for v in values]
+
+
 def sweep(attack: str, name: str, values: Iterable, *, seeds: Iterable[int] = (0,),
           defence: Optional[str] = None, progress: bool = True, **run_kw) -> list[RunResult]:
     """:func:`run` for every value of one setting and every seed.
@@ -507,13 +547,11 @@ def sweep(attack: str, name: str, values: Iterable, *, seeds: Iterable[int] = (0
         if on_defence:
             t0 = time.perf_counter()
             ctx = prepare(attack, seed=s, **{k: v for k, v in run_kw.items() if k != "defence_params"})
-            trials = [trial(ctx, i) for i in range(ctx.n_trials)]
-            setup = time.perf_counter() - t0
-            for v in values:
-                dkw = {**run_kw.get("defence_params", {}), name: v}
-                r = measure(ctx, defence=defence, defence_params=dkw, trials=trials)
-                out[v, s] = dataclasses.replace(r, seconds=r.seconds + setup / len(values))
-                bar.update()
+            curve = defence_curve(ctx, defence, name, values, defence_params=run_kw.get("defence_params"))
+            setup = (time.perf_counter() - t0 - sum(r.seconds for r in curve)) / max(len(values), 1)
+            for v, r in zip(values, curve):
+                out[v, s] = dataclasses.replace(r, seconds=r.seconds + setup)
+            bar.update(len(values))
             continue
         for v in values:
             kw = dict(run_kw)

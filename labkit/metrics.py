@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from .models import predict
+from .models import predict, predict_proba
 from .types import Dataset, Detection, PoisonedDataset
 
 __all__ = ["clean_accuracy", "attack_success_rate", "detection_report", "auroc",
@@ -23,6 +23,13 @@ __all__ = ["clean_accuracy", "attack_success_rate", "detection_report", "auroc",
 def clean_accuracy(model, test: Dataset) -> float:
     """Fraction of ``test`` the model labels correctly."""
     return float((predict(model, test.X) == test.y).mean())
+
+
+def target_probability(model, poisoned: PoisonedDataset, test: Dataset) -> float:
+    """``model``'s probability of the attacker's class on ``poisoned``'s first target: a
+    finer measure than flipped or not."""
+    t, a = int(poisoned.target_idx[0]), int(np.ravel(poisoned.target_class)[0])
+    return float(predict_proba(model, test.X[t:t + 1])[0, a])
 
 
 def per_class_recall(model, test: Dataset) -> np.ndarray:

@@ -517,8 +517,8 @@ def success_bars(values: dict, *, ylabel: str = "targets flipped", xlabel: str =
 def federated_curves(table: dict, *, attack: str = "sign_flip", title: str = "", ax=None):
     """Test accuracy over federated rounds for every rule under ``attack``.
 
-    ``table`` maps ``(attack, rule)`` to a :class:`labkit.attacks.federated.FederatedResult`
-    (as :func:`labkit.attacks.federated.federated_table` returns); ``("none", "mean")`` is
+    ``table`` maps ``(attack, rule)`` to a :class:`labkit.federated.FederatedResult`
+    (as :func:`labkit.lessons.l04.federated_table` returns); ``("none", "mean")`` is
     drawn dashed as the attack-free reference.
     """
     plt = _plt()
@@ -564,7 +564,7 @@ def federated_heatmap(table: dict, *, title: str = "final accuracy (rule x attac
 
 
 def gradient_trial(trial: dict, test: Dataset, *, n: int = 6, magnify: float = 4.0, note: str = ""):
-    """A :func:`labkit.attacks.gradient.try_target` trial: target, bases, poisons, changes,
+    """A :func:`labkit.lessons.l04.explore` trial: target, bases, poisons, changes,
     and the adversarial class's probability before / after poisoning / after the control;
     ``note`` adds a line to the title."""
     fig = clean_label_pairs(trial["poisoned"], test, n=n, magnify=magnify)

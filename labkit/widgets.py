@@ -29,32 +29,23 @@ __all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defenc
 #: The widgets' lower-cost settings (the lessons' defaults are larger).
 WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
                "craft_steps": 60,          # lesson 3 bullseye / collision (lesson: 150 / 200)
-               "head_epochs": 20,          # lesson 3 transfer victim's head (lesson: 40)
                "match_steps": 40,          # lesson 4 gradient matching (lesson widget: 60)
                "federated_rounds": 10}     # lesson 4 federated rounds (lesson: 20)
 
 
 @functools.lru_cache(maxsize=1)
 def _lessons() -> SimpleNamespace:
-    """The lesson functions and tables the widgets call, imported in this one place (so a
-    module that moves needs its import changed here only).
-
-    ``clean_label_trial(setting, target_idx, wanted_class, **kw)`` is lesson 3's one trial.
-    """
+    """The engine and lesson functions the widgets call, imported in this one place (so a
+    module that moves needs its import changed here only)."""
     from .attacks.backdoor import POSITIONS, backdoor_params
     from .defences.aggregation import RULES
     from .experiment import run
     from .federated import MALICIOUS_UPDATES
-    from .lessons.l03 import attack_trial, lesson_setting
-    from .lessons.l04 import federated_table, try_target
-
-    def clean_label_trial(s, t, wanted, **kw):
-        return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
-                            target_class=wanted, guard=s["guard"], **kw)
+    from .lessons import l03, l04
 
     return SimpleNamespace(run=run, backdoor_params=backdoor_params, positions=tuple(POSITIONS),
-                           lesson_setting=lesson_setting, clean_label_trial=clean_label_trial,
-                           try_target=try_target, federated_table=federated_table,
+                           clean_label_setting=l03.setting, clean_label_trial=l03.explore,
+                           gradient_trial=l04.explore, federated_table=l04.federated_table,
                            federated_attacks=tuple(MALICIOUS_UPDATES), aggregation_rules=tuple(RULES))
 
 
@@ -252,24 +243,23 @@ def _clean_label_figure(method, n_poisons, eps, opacity, target, seed):
     from .viz import clean_label_pairs
 
     L = _lessons()
-    s = L.lesson_setting(seed)
-    t, wanted = s["targets"][int(target)]
-    out = L.clean_label_trial(s, t, wanted, method=method, n_poisons=n_poisons, eps=eps,
+    out = L.clean_label_trial(method=method, n_poisons=n_poisons, eps=eps,
                               opacity=opacity if method == "collision" else 0.0,
-                              steps=WIDGET_COST["craft_steps"], head_epochs=WIDGET_COST["head_epochs"],
-                              seed=seed + int(target))
-    fig = clean_label_pairs(out["poisoned"], s["test"])
+                              target=int(target), steps=WIDGET_COST["craft_steps"], seed=seed)
+    fig = clean_label_pairs(out["trial"].poisoned, L.clean_label_setting(seed).test)
     verdict = "flipped" if out["success"] else "not flipped"
+    control = "flipped it too" if out["control_success"] else "did not flip it"
     extra = f", watermark opacity {opacity:g}" if method == "collision" else ""
-    fig.suptitle(f"{method}: {n_poisons} poisons, eps {eps:g}{extra}. Target {verdict}; "
-                 f"an independent classifier still reads {out['label_consistency']:.0%} of the "
-                 f"poisons as their own label", fontsize=9, wrap=True)
+    fig.suptitle(f"{method}: {n_poisons} poisons, eps {eps:g}{extra}. Target {verdict}; random noise of the "
+                 f"same budget {control}; independent classifiers still read {out['label_consistency']:.0%} "
+                 f"of the poisons as their own label", fontsize=9, wrap=True)
     fig.tight_layout()
     return fig
 
 
 def clean_label_explorer(*, seed: int = 0):
-    """Lesson 3: method, number of poisons, budget, watermark opacity, target -> one trial.
+    """Lesson 3: method, number of poisons, budget, watermark opacity, target -> one trial
+    of the engine (the lesson's victim, fewer crafting steps), with its random control.
 
     The watermark opacity applies to feature collision only (disabled otherwise).
 
@@ -279,7 +269,7 @@ def clean_label_explorer(*, seed: int = 0):
         lambda **v: _clean_label_figure(seed=seed, **v),
         title="Clean-label poisoning: one target, one fresh victim",
         enable=lambda v: {"opacity": v["method"] == "collision"},
-        method=_dropdown("method", ["bullseye", "collision", "random"], "bullseye"),
+        method=_dropdown("method", ["bullseye", "collision"], "bullseye"),
         n_poisons=_slider("poisons", 30, 1, 40, 1),
         eps=_slider("eps (L-inf budget)", 0.25, 0.02, 0.5, 0.01),
         opacity=_slider("watermark opacity", 0.0, 0.0, 0.5, 0.05),
@@ -288,33 +278,31 @@ def clean_label_explorer(*, seed: int = 0):
 
 # ---- lesson 4: gradient manipulation --------------------------------------------------------
 
-def gradient_matching_explorer(split, deployed, *, seed: int = 0):
-    """Lesson 4: budget, eps, target -> craft, fine-tune, show the trial.
-
-    ``split`` and ``deployed`` come from the notebook (the deployed model is trained once).
+def gradient_matching_explorer(ctx, *, steps: Optional[int] = None):
+    """Lesson 4: budget, eps, target -> one engine trial of the notebook's context ``ctx``
+    (craft, fine-tune the deployed model on the poisons and on the random control).
 
     See Also: notebooks/04_gradient_manipulation.ipynb
     """
     from .viz import gradient_trial
 
     L = _lessons()
+    steps = WIDGET_COST["match_steps"] if steps is None else steps
     return panel(
         lambda rate, eps, target: gradient_trial(
-            L.try_target(split, deployed, target=target, rate=rate, eps=eps, seed=seed,
-                         steps=WIDGET_COST["match_steps"]), split.test,
-            note=f"poisons: {rate:.0%} of the rows, eps {eps:g}, target number {target}"),
+            L.gradient_trial(ctx, target=target, rate=rate, eps=eps, steps=steps), ctx.test,
+            note=f"poisons: {rate:.0%} of the rows, eps {eps:g}, target number {target}, {steps} crafting steps"),
         title="Gradient matching: one target, fine-tuning victim",
         rate=_slider("budget (share of rows)", 0.05, 0.01, 0.05, 0.01),
         eps=_slider("eps (L-inf budget)", 0.15, 0.02, 0.15, 0.01),
-        target=_slider("target number", 0, 0, 9, 1))
+        target=_slider("target number", 0, 0, ctx.n_trials - 1, 1))
 
 
 def federated_explorer(split, *, seed: int = 0, rounds: Optional[int] = None):
     """Lesson 4: malicious clients, their update, the aggregation rule, IID or not ->
     accuracy over rounds for that rule and for plain averaging.
 
-    Each (setting, rule) is trained once and kept, so changing only the rule trains one
-    federated model, not two.
+    Each setting's figure is kept, so going back to one is instant.
 
     See Also: notebooks/04_gradient_manipulation.ipynb
     """
@@ -327,13 +315,11 @@ def federated_explorer(split, *, seed: int = 0, rounds: Optional[int] = None):
 
     @functools.lru_cache(maxsize=24)
     def one(malicious, attack, rule, iid):
-        return L.federated_table(split.train, test=split.test, rules=(rule,), attacks=(attack,),
+        return L.federated_table(split, rules=tuple(dict.fromkeys(("mean", rule))), attacks=(attack,),
                                  malicious=malicious, rounds=rounds, iid=iid, seed=seed)
 
     def draw(malicious, attack, rule, iid):
-        table = {}
-        for r in dict.fromkeys(("mean", rule)):
-            table.update(one(malicious, attack, r, iid))
+        table = one(malicious, attack, rule, iid)
         shards = "IID shards" if iid else "non-IID shards"
         return federated_curves(table, attack=attack,
                                 title=f"{malicious} of 10 clients send {human(attack)} updates ({shards})")

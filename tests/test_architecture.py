@@ -152,6 +152,71 @@ def test_import_labkit_does_not_import_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
+# ---- one engine: lessons 3-5 build on labkit.experiment, and the engine keeps no cache ----
+
+#: Calls that train a victim; only the engine's scenarios make them for a lesson.
+VICTIM_TRAINING = {"train", "fine_tune", "transfer_victim", "federated_train"}
+ENGINE_LESSONS = ("l03", "l04", "l05")
+
+
+def _called_names(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            names.add(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
+    return names
+
+
+def test_lessons_3_to_5_run_through_the_engine_only():
+    bad = []
+    for name in ENGINE_LESSONS:
+        path = PKG / "lessons" / f"{name}.py"
+        for dep in _imports(path):
+            if dep == "labkit.scenarios" or dep.startswith("labkit.attacks._"):
+                bad.append(f"{name} imports {dep}")
+        bad += [f"{name} calls {c}()" for c in sorted(_called_names(path) & VICTIM_TRAINING)]
+        assert "labkit.experiment" in _imports(path), f"{name} does not use the engine"
+    assert not bad, "lessons with their own engine:\n" + "\n".join(bad)
+
+
+def test_the_lesson_rule_would_catch_a_lesson_that_trains_its_own_victim(tmp_path):
+    planted = tmp_path / "l99.py"
+    planted.write_text("from labkit.models import train\n\ndef f(d):\n    return train(d, seed=0)\n")
+    assert _called_names(planted) & VICTIM_TRAINING == {"train"}
+
+
+def _module_caches(path: Path) -> list:
+    """Module-level caches: ``functools.lru_cache``/``cache`` decorators anywhere, and
+    module-level mutable containers bound to lower-case names."""
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in node.decorator_list:
+                text = ast.unparse(d)
+                if "lru_cache" in text or text.endswith("cache"):
+                    found.append(f"@{text} on {node.name}")
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, (ast.Dict, ast.List, ast.Set)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and not t.id.isupper() and not t.id.startswith("__"):
+                    found.append(f"{t.id} = {ast.unparse(node.value)[:30]}")
+    return found
+
+
+def test_the_engine_keeps_no_module_level_cache():
+    for name in ("experiment.py", "scenarios.py", "registry.py"):
+        assert not _module_caches(PKG / name), (name, _module_caches(PKG / name))
+
+
+def test_the_cache_finder_finds_a_planted_memo(tmp_path):
+    planted = tmp_path / "m.py"
+    planted.write_text("import functools\n_memo = {}\n\n@functools.lru_cache(maxsize=4)\ndef f(x):\n    return x\n")
+    assert len(_module_caches(planted)) == 2
+
+
 # ---- supplychain stays a product: the scanner carries no lesson glue ----------------------
 
 #: Names of lesson glue (exercises, hints, solutions, demos, notebook tables): lesson 6's

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import labkit as lk
-from labkit.attacks import bullseye_polytope, collide_features
+from labkit.attacks import bullseye_polytope, collide_features, random_noise
 from labkit.attacks._targeted import choose_targets
 from labkit.lessons import l03
 from labkit.contracts import check_attack, check_detector
@@ -34,7 +34,10 @@ def test_contract(digits, setting, method):
     extra.update({"steps": 30, "opacity": 0.2} if method == "collision" else {})
 
     def craft(data, rng=None, **kw):
-        return l03._craft(method, data, seed=0, **kw)
+        if method == "collision":
+            return collide_features(data, rng=0, **kw)
+        bullseye = bullseye_polytope(data, rng=0, **{**kw, "steps": 20 if method == "bullseye" else 1})
+        return bullseye if method == "bullseye" else random_noise(bullseye, eps=kw["eps"], rng=0)
 
     p = check_attack(craft, digits.train, n_poisons=8, eps=0.15, **_kw(digits, setting, **extra))
     # clean label: labels never change, pixels stay in [0, 1] and within eps of the base

@@ -7,7 +7,6 @@ import labkit as lk
 from labkit.attacks import match_gradients, random_noise
 from labkit.attacks._targeted import choose_targets
 from labkit.defences.gradient_audit import audit_gradients, audit_scores, gradient_audit, head_gradients
-from labkit.lessons import l04
 
 
 @pytest.fixture(scope="module")
@@ -142,21 +141,23 @@ def test_gradient_audit_threshold_flags_planted_outliers_however_many():
         audit_gradients(grads, labels, threshold=0)
 
 
-def test_lesson_audit_never_reads_the_poison_count(digits_setup):
-    """Scrambling the batches' ground truth (which rows are poisons, how many) leaves the
-    audit's decisions unchanged: the defender only has the pixels and labels."""
-    split = lk.data.digits(seed=0)
-    b = l04.brew(split, n_targets=1, steps=5, seed=0, train_kw={"epochs": 20})
-    pd = b.poisons[0]
-    fake = np.sort(np.random.default_rng(1).choice(len(pd), pd.n_poison // 2, replace=False))
-    scrambled = l04.Brew(b.split, b.deployed, [lk.types.make_poisoned(pd.clean, X=pd.X, idx=fake,
-                                                                      attack=pd.attack, params=pd.params,
-                                                                      target_idx=pd.target_idx,
-                                                                      target_class=pd.target_class)],
-                         b.controls, b.rows, b.settings, b.craft_seconds, b.histories)
-    real, other = l04.audit_batches(b), l04.audit_batches(scrambled)
-    np.testing.assert_array_equal(real["detections"][0].flagged, other["detections"][0].flagged)
-    assert not np.array_equal(real["is_poison"][0], other["is_poison"][0])
+def test_the_engines_audit_never_reads_the_poison_count():
+    """Scrambling a trial's ground truth (which rows are poisons, how many) leaves the
+    audit's decisions unchanged: the defender only has the pixels, labels and the model."""
+    import dataclasses
+
+    ctx = lk.experiment.prepare("gradient_matching", dataset="digits", seed=0,
+                                params={"n_targets": 1, "steps": 5}, train_kw={"epochs": 20})
+    t = lk.experiment.trial(ctx, 0)
+    ts = t.train_set
+    fake = np.sort(np.random.default_rng(1).choice(len(ts), ts.n_poison // 2, replace=False))
+    scrambled = dataclasses.replace(t, train_set=lk.types.make_poisoned(
+        ts.clean, X=ts.X, y=ts.y, idx=fake, attack=ts.attack, params=ts.params,
+        target_idx=ts.target_idx, target_class=ts.target_class))
+    real = lk.experiment.defend(ctx, t, "gradient_audit")
+    other = lk.experiment.defend(ctx, scrambled, "gradient_audit")
+    np.testing.assert_array_equal(real.detection.flagged, other.detection.flagged)
+    assert real.row["detection"] != other.row["detection"]       # only the report reads the truth
 
 
 def test_runner_honours_cli_contract_with_both_defences():
@@ -211,9 +212,10 @@ def test_dp_sgd_keeps_accuracy_but_does_not_stop_this_attack():
     assert r.attack_success_defended >= r.attack_success - 0.3
 
 
-def test_lesson_brew_mixes_300_clean_rows_and_reports_probabilities():
-    split = lk.data.mnist_sample(seed=100)
-    b = l04.brew(split, n_targets=2, steps=20, seed=100)
-    e = l04.evaluate(b)
-    assert len(e["prob"]) == len(e["control_prob"]) == 2 and all(0 <= p <= 1 for p in e["prob"])
-    assert b.settings["n_clean"] == 300 and all(len(rows) == 187 + 300 for rows in b.rows)
+def test_the_fine_tuning_batch_mixes_300_clean_rows_and_trials_report_probabilities():
+    r = lk.run("gradient_matching", seed=1, params={"n_targets": 2, "steps": 20})
+    assert len(r.trials) == 2
+    for t in r.trials:
+        assert len(t.train_set) == 187 + 300 and t.train_set.n_poison == 187
+        assert 0 <= t.row["target_prob"] <= 1 and 0 <= t.row["control_prob"] <= 1
+        assert len(t.history) == 20                                # one alignment value per step

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import ipywidgets as W  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import labkit as lk  # noqa: E402
@@ -146,18 +147,29 @@ def test_clean_label_explorer_opacity_only_for_collision():
     move(box.controls["method"])                       # bullseye -> collision
     assert box.controls["method"].value == "collision" and not box.controls["opacity"].disabled
     assert_each_control_changes_the_figure(box, ["opacity", "n_poisons", "eps", "target", "method"])
-    assert box.controls["method"].value == "random" and box.controls["opacity"].disabled
+    assert box.controls["method"].value == "bullseye" and box.controls["opacity"].disabled
 
 
 @pytest.fixture(scope="module")
-def mnist_and_deployed():
-    split = lk.data.mnist_sample(seed=0)
-    return split, lk.models.train(split.train, seed=0, epochs=10)     # any deployed model will do
+def gm_context():
+    """The lesson's engine context, with a cheaper deployed model (any will do here)."""
+    return lk.experiment.prepare("gradient_matching", seed=0, params={"n_targets": 3}, train_kw={"epochs": 10})
 
 
-def test_gradient_matching_explorer_every_control_changes_the_figure(mnist_and_deployed):
-    box = widgets.gradient_matching_explorer(*mnist_and_deployed)
+def test_gradient_matching_explorer_every_control_changes_the_figure(gm_context):
+    box = widgets.gradient_matching_explorer(gm_context, steps=10)
+    assert box.controls["target"].max == 2                # the context's targets
     assert_each_control_changes_the_figure(box, ["target", "rate", "eps"])
+
+
+def test_gradient_matching_explorer_shows_the_engines_trial(gm_context):
+    """The widget's trial is the engine's: the same seed gives the same poisons as lk.run."""
+    from labkit.lessons import l04
+
+    shown = l04.explore(gm_context, target=1, rate=0.05, eps=0.15, steps=10)
+    ran = lk.run("gradient_matching", seed=0, params={"n_targets": 3, "steps": 10}, train_kw={"epochs": 10})
+    np.testing.assert_array_equal(shown["poisoned"].X, ran.trials[1].poisoned.X)
+    assert shown["prob_victim"] == ran.trials[1].row["target_prob"]
 
 
 def test_federated_explorer_every_control_changes_the_figure():

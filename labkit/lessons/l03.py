@@ -1,71 +1,42 @@
-"""Lesson 3, clean-label poisoning: the notebook's setting, trials, curves and widget callback.
+"""Lesson 3, clean-label poisoning: the notebook's context, the budget curve and the widget
+callback, all through the engine (:mod:`labkit.experiment`).
 
-The methods are :func:`labkit.attacks.bullseye_polytope`, :func:`labkit.attacks.collide_features`
-and :func:`labkit.attacks.random_noise` (the control); the victim is
-:func:`labkit.models.transfer_victim` on :func:`labkit.models.pretrained_extractor`.
+The methods are :func:`labkit.attacks.bullseye_polytope` (``"clean_label"``) and
+:func:`labkit.attacks.collide_features` (``"feature_collision"``); the victim is the
+``transfer`` scenario's head on a public, frozen extractor. The lesson's trials are
+``lk.experiment.trial(ctx, i)``, exactly what ``lk.run("clean_label", seed=seed)`` runs.
 
 See Also: notebooks/03_clean_label.ipynb
 """
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
-import numpy as np
 import torch
-from torch import nn
 
-from .. import metrics, models
-from ..attacks import bullseye_polytope, collide_features, random_noise
-from ..attacks._targeted import choose_bases, choose_targets_one_by_one
+from ..experiment import Context, craft, prepare, random_control, trial
+from ..types import Dataset, PoisonedDataset
 from .exercises import exercise
-from ..data import digits
-from ..types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["METHODS", "lesson_setting", "attack_trial", "feature_distance", "budget_curve", "explore_trial"]
+__all__ = ["METHODS", "setting", "feature_distance", "budget_curve", "explore"]
 
-#: Crafting methods :func:`attack_trial` knows.
-METHODS = ("bullseye", "collision", "random")
+#: What the budget curve and the widget compare: the two crafting methods and the
+#: same-budget random control of the bullseye's rows.
+METHODS = {"bullseye": "clean_label", "collision": "feature_collision", "random": None}
 
 
 @functools.lru_cache(maxsize=3)
-def lesson_setting(seed: int = 0) -> dict:
-    """What the notebook and the widget share for one seed (memoised; training is
-    deterministic): the digits split, the public extractor, the clean victim, the attacker's
-    guard and the 10 targets that ``lk.run("clean_label", seed=seed)`` attacks
-    (``targets``: list of ``(target_idx, target_class)``)."""
-    train, test = digits(seed=seed)
-    ext = models.pretrained_extractor()
-    clean = models.transfer_victim(train, ext, seed=seed)
-    guard = models.train(train, seed=seed + 1, device="cpu")
-    idx, cls = choose_targets_one_by_one(clean, test, 10, rng=seed)
-    return {"train": train, "test": test, "extractor": ext, "clean_victim": clean,
-            "guard": guard, "targets": [(int(t), int(c)) for t, c in zip(idx, cls)]}
+def setting(seed: int = 0) -> Context:
+    """The lesson's prepared context: ``lk.run("clean_label", seed=seed)``'s digits split,
+    public extractor, clean transfer victim (``ctx.baseline``), the attacker's guard and
+    its 10 targets (``ctx.targets``). Kept for the last few seeds: a context is fixed
+    before any attack, and no trial's random draw depends on it being kept."""
+    return prepare("clean_label", seed=seed)
 
 
-def _random_control(train, test, *, extractor, target_idx, target_class, n_poisons, eps, seed):
-    """The same-size random perturbation of the bases a crafting method would use."""
-    idx = choose_bases(train, extractor, test.X[target_idx], target_class, n_poisons)
-    stub = make_poisoned(train, idx=idx, attack="clean_label", params={"method": "random", "eps": eps},
-                         target_idx=np.array([target_idx]), target_class=target_class)
-    return random_noise(stub, eps=eps, rng=seed)
-
-
-def _craft(method, train, test, *, extractor, target_idx, target_class, n_poisons, eps,
-           opacity=0.0, steps=None, guard=None, guard_weight=1.0, seed=0) -> PoisonedDataset:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    kw = dict(test=test, target_idx=target_idx, extractor=extractor, target_class=target_class,
-              n_poisons=n_poisons, eps=eps)
-    if method == "bullseye":
-        return bullseye_polytope(train, steps=steps or 150, guard=guard, guard_weight=guard_weight, rng=seed, **kw)
-    if method == "collision":
-        return collide_features(train, steps=steps or 200, opacity=opacity, rng=seed, **kw)
-    return _random_control(train, seed=seed, **kw)
-
-
-def feature_distance(poisoned: PoisonedDataset, test: Dataset, extractor: nn.Module) -> dict:
-    """How close the poisons came to the target in feature space, relative to ``||f(t)||``.
+def feature_distance(poisoned: PoisonedDataset, test: Dataset, extractor) -> dict:
+    """How close the poisons came to their target (a row of ``test``) in the feature space of
+    ``extractor`` (the public one: ``ctx.setting.extras["extractor"]``), relative to ``||f(t)||``.
 
     Returns ``{"each": mean_j ||f(x_j) - f(t)|| / ||f(t)||, "mean": ||mean_j f(x_j) - f(t)||
     / ||f(t)||, "before": the same "each" for the unperturbed bases}``.
@@ -80,61 +51,54 @@ def feature_distance(poisoned: PoisonedDataset, test: Dataset, extractor: nn.Mod
             "before": float(((f_b - f_t).norm(dim=1) / n).mean())}
 
 
-def attack_trial(train: Dataset, test: Dataset, *, extractor: nn.Module, target_idx: int,
-                 target_class: int, method: str = "bullseye", n_poisons: int = 30,
-                 eps: float = 0.25, opacity: float = 0.0, steps: Optional[int] = None,
-                 guard: Optional[nn.Module] = None, guard_weight: float = 1.0,
-                 head_epochs: int = 40, seed: int = 0) -> dict:
-    """Craft poisons for one target, train a fresh transfer victim on them, report.
+def _reference(ctx: Context) -> Dataset:
+    from ..metrics import held_out
 
-    Returns a dict: ``poisoned`` (PoisonedDataset), ``victim``, ``success`` (bool: the
-    target is now read as ``target_class``), ``clean_accuracy``, ``label_consistency`` and
-    ``feature_distance`` (see :func:`feature_distance`).
-    """
-    p = _craft(method, train, test, extractor=extractor, target_idx=target_idx,
-               target_class=target_class, n_poisons=n_poisons, eps=eps, opacity=opacity,
-               steps=steps, guard=guard, guard_weight=guard_weight, seed=seed)
-    victim = models.transfer_victim(p, extractor, epochs=head_epochs, seed=seed)
-    return {"poisoned": p, "victim": victim,
-            "success": bool(models.predict(victim, test.X[target_idx:target_idx + 1])[0] == target_class),
-            "clean_accuracy": metrics.clean_accuracy(victim, test),
-            "label_consistency": metrics.label_consistency(p, metrics.held_out(test, [target_idx])),
-            "feature_distance": feature_distance(p, test, extractor)}
+    return held_out(ctx.test, [t for t, _ in ctx.targets])
 
 
-def budget_curve(train: Dataset, test: Dataset, *, extractor: nn.Module, target_idx: int,
-                 target_class: int, eps_values=(0.05, 0.1, 0.2, 0.3), n_poisons: int = 20,
-                 guard: Optional[nn.Module] = None) -> dict:
-    """Crafting only (no victim): how close each method gets, and how visible, per budget.
+def budget_curve(ctx: Context, target: int, *, eps_values=(0.05, 0.1, 0.2, 0.3), n_poisons: int = 20) -> dict:
+    """Crafting only (no victim): how close each method gets, and how visible, per budget,
+    for the context's target number ``target``.
 
-    For every ``eps`` and method on the same target: the feature distance ("each" for
-    collision and random, "mean" for bullseye: the quantity each method optimises) and the
-    label consistency (:func:`labkit.metrics.label_consistency`). Returns ``{"x":
+    For every ``eps``: the bullseye's and feature collision's poisons (``lk.experiment.craft``)
+    and the random control of the bullseye's rows (``lk.experiment.random_control``); for each the
+    feature distance ("mean" for bullseye, the quantity it optimises; "each" otherwise) and
+    the label consistency (:func:`labkit.metrics.label_consistency`). Returns ``{"x":
     eps_values, "distance": {method: list}, "label_consistency": {method: list}}``.
     """
-    eps_values = list(eps_values)
-    out = {"x": eps_values, "distance": {}, "label_consistency": {}}
-    for method in METHODS:
-        dist, lc = [], []
-        for eps in eps_values:
-            p = _craft(method, train, test, extractor=extractor, target_idx=target_idx,
-                       target_class=target_class, n_poisons=n_poisons, eps=eps, guard=guard)
-            d = feature_distance(p, test, extractor)
-            dist.append(d["mean"] if method == "bullseye" else d["each"])
-            lc.append(metrics.label_consistency(p, metrics.held_out(test, [target_idx])))
-        out["distance"][method] = dist
-        out["label_consistency"][method] = lc
+    from ..metrics import label_consistency
+
+    eps_values, ref = list(eps_values), _reference(ctx)
+    out = {"x": eps_values, "distance": {m: [] for m in METHODS}, "label_consistency": {m: [] for m in METHODS}}
+    for eps in eps_values:
+        bullseye = craft(ctx.using(eps=eps, n_poisons=n_poisons), target)
+        made = {"bullseye": bullseye,
+                "collision": craft(ctx.using("feature_collision", eps=eps, n_poisons=n_poisons), target),
+                "random": random_control(ctx, bullseye, target)}
+        for method, p in made.items():
+            d = feature_distance(p, ctx.test, ctx.setting.extras["extractor"])
+            out["distance"][method].append(d["mean"] if method == "bullseye" else d["each"])
+            out["label_consistency"][method].append(label_consistency(p, ref))
     return out
 
 
-def explore_trial(*, method: str = "bullseye", n_poisons: int = 30, eps: float = 0.25,
-                  opacity: float = 0.0, target: int = 0, seed: int = 0) -> dict:
-    """One trial on target number ``target`` (0-9) of :func:`lesson_setting` (the widget)."""
-    s = lesson_setting(seed)
-    t, cls = s["targets"][int(target)]
-    return attack_trial(s["train"], s["test"], extractor=s["extractor"], target_idx=t,
-                        target_class=cls, method=method, n_poisons=n_poisons, eps=eps,
-                        opacity=opacity, guard=s["guard"], seed=seed + int(target))
+def explore(*, method: str = "bullseye", n_poisons: int = 30, eps: float = 0.25, opacity: float = 0.0,
+            target: int = 0, steps: int = 60, seed: int = 0) -> dict:
+    """One engine trial on target number ``target`` (0-9) of :func:`setting` (the widget).
+
+    ``method`` is ``"bullseye"`` or ``"collision"`` (``opacity`` applies to collision).
+    Returns ``{"trial": Trial, "success": bool, "control_success": bool,
+    "label_consistency": float}``.
+    """
+    if method not in ("bullseye", "collision"):
+        raise ValueError(f"method must be 'bullseye' or 'collision', got {method!r}")
+    ctx = setting(seed)
+    kw = {"opacity": opacity} if method == "collision" else {}
+    t = trial(ctx.using(METHODS[method], n_poisons=n_poisons, eps=eps, steps=steps, **kw), int(target))
+    return {"trial": t, "success": bool(t.row["attack_success"]),
+            "control_success": bool(t.row.get("control_success")),
+            "label_consistency": t.row["label_consistency"]}
 
 
 # ---- exercises ------------------------------------------------------------------------

@@ -29,6 +29,10 @@ from ..types import Dataset, Detection, PoisonedDataset
 __all__ = ["mystery", "score", "reference_defence", "FAMILIES", "task"]
 
 
+def _engine_seed(rng) -> int:
+    return int(rng.integers(2 ** 31))
+
+
 def _label_flips(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
     from ..attacks.label_flip import flip_labels
 
@@ -44,28 +48,27 @@ def _backdoor(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
 
 
 def _clean_label(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
-    """Lesson 3's working technique (bullseye polytope, transfer-learning threat model)."""
-    from ..attacks import bullseye_polytope
-    from ..attacks._targeted import choose_targets
-    from ..models import pretrained_extractor, transfer_victim
+    """Lesson 3's attack, trial 0 of the engine's ``clean_label`` on this data (bullseye
+    polytope, transfer-learning threat model, one target)."""
+    from ..data import Split
+    from ..experiment import craft, prepare
 
-    extractor = pretrained_extractor()
-    target_idx, target_class = choose_targets(transfer_victim(data, extractor, seed=0), test, 1, rng=rng)
-    return bullseye_polytope(data, test=test, target_idx=int(target_idx[0]), extractor=extractor,
-                             target_class=int(target_class[0]), n_poisons=int(rng.integers(10, 31)), rng=rng)
+    n_poisons = int(rng.integers(10, 31))
+    ctx = prepare("clean_label", split=Split(data, test), seed=_engine_seed(rng),
+                  params={"n_targets": 1, "n_poisons": n_poisons})
+    return craft(ctx, 0)
 
 
 def _gradient_matching(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
-    """Lesson 4's Witches' Brew poisons for one target (100 crafting steps, eps 0.15)."""
-    from ..attacks import match_gradients
-    from ..attacks._targeted import choose_targets
-    from ..models import train
+    """Lesson 4's attack, trial 0 of the engine's ``gradient_matching`` on this data (one
+    target, 100 crafting steps, eps 0.15)."""
+    from ..data import Split
+    from ..experiment import craft, prepare
 
-    surrogate = train(data, seed=int(rng.integers(1000)))
-    target_idx, target_class = choose_targets(surrogate, test, 1, rng=rng)
-    return match_gradients(data, test=test, target_idx=int(target_idx[0]), target_class=int(target_class[0]),
-                           surrogates=surrogate, rate=float(rng.uniform(0.01, 0.03)), eps=0.15,
-                           steps=100, rng=rng)
+    rate = float(rng.uniform(0.01, 0.03))
+    ctx = prepare("gradient_matching", split=Split(data, test), seed=_engine_seed(rng), rate=rate,
+                  params={"n_targets": 1, "eps": 0.15, "steps": 100})
+    return craft(ctx, 0)
 
 
 #: Family name -> ``attack(data, test, rng) -> PoisonedDataset`` with hidden, seeded settings.
@@ -152,18 +155,19 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
        (a backdoor's poisons form their own cluster inside the target class, and it does
        not need to know the poison rate).
 
+    Both run through :func:`labkit.experiment.detect`, the engine's detector step on data
+    alone.
+
     ``scores`` is the largest of the layers' suspicions, each scaled to [0, 1].
 
     It finds nearly all flipped and backdoor rows and few clean-label or gradient-matching
     poisons (correct labels, small perturbations): adding deep k-NN catches a few more of
     those but flags many clean rows, which costs more precision than it gains recall.
     """
-    from ..defences.activation_clustering import activation_clustering
-    from ..defences.knn_sanitisation import knn_sanitisation
-    from ..models import embed, train
+    from ..experiment import detect
 
-    layers = [knn_sanitisation(data.flat(), data.y, k=10, eta=0.5, n_classes=data.n_classes),
-              activation_clustering(embed(train(data, seed=seed), data.X), data.y, rng=seed)]
+    layers = [detect(data, "knn_sanitisation", seed=seed, k=10, eta=0.5),
+              detect(data, "activation_clustering", seed=seed)]
     norm = lambda s: (s - s.min()) / (np.ptp(s) or 1.0)
     return Detection(np.max([norm(d.scores) for d in layers], axis=0),
                      np.any([d.flagged for d in layers], axis=0), "reference_defence",
