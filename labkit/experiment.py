@@ -21,8 +21,10 @@ widgets, ``python -m labkit run`` and ``reproduce``) is built from them:
 attack, its scenario or the defence (a defence setting re-uses the trials: the attack is
 crafted once per seed).
 
-Randomness: trial ``i`` of seed ``s`` draws its attack from ``default_rng([s, i, 0])``, its
-control from ``[s, i, 1]`` and its defence from ``[s, i, 2]``. No draw depends on which
+Randomness: trial ``i`` of seed ``s`` draws its attack from ``default_rng([s, i, 1])``, its
+control from ``[s, i, 2]`` and its defence from ``[s, i, 3]`` (never ``default_rng(s)``, which
+the scenario uses to draw the targets; numpy's seeding ignores trailing zeros, so no stream
+number is 0). No draw depends on which
 other trials ran before, or on anything kept between calls, so the same arguments give the
 same numbers in a notebook, a widget and the command line. The engine keeps no cache.
 
@@ -59,7 +61,7 @@ DEFAULT_DATASET = {"scratch": "digits", "transfer": "digits", "finetune": "mnist
                    "federated": "digits"}
 
 #: The random streams of one trial (see the module docstring).
-STREAMS = {"attack": 0, "control": 1, "defence": 2}
+STREAMS = {"attack": 1, "control": 2, "defence": 3}
 
 
 def trial_rng(seed: int, i: int, stream: str) -> np.random.Generator:

@@ -25,6 +25,7 @@ LESSON_TESTS = {
     "test_instructor.py": "core",
     "test_label_defences.py": (1,),
     "test_label_flip.py": (1,),
+    "test_lesson_agreement.py": (3, 4, 5),
     "test_metrics.py": "core",
     "test_models.py": "core",
     "test_notebook_checks.py": "core",

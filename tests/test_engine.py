@@ -139,3 +139,12 @@ def test_federated_shards_agree_between_attack_and_training():
     res = lk.federated.federated_train(split.train, test=split.test, malicious_clients=p.params["malicious_clients"],
                                        shard_seed=p.params["shard_seed"], rounds=1)
     assert res.params["malicious_rows"] == p.n_poison
+
+
+def test_no_trial_stream_replays_the_seeds_own_stream():
+    """numpy's seeding ignores trailing zeros: a stream [s, 0, 0] would replay default_rng(s),
+    which the scenarios use to draw targets."""
+    own = np.random.default_rng(7).random(4)
+    for i in range(3):
+        for stream in experiment.STREAMS:
+            assert not np.allclose(experiment.trial_rng(7, i, stream).random(4), own)
