@@ -167,6 +167,8 @@ class Context:
     findings: list[Finding] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
     seen: set = field(default_factory=set)
+    _formats: set = field(default_factory=set)  # the same entries, for O(1) look-ups
+    _read_as: set = field(default_factory=set)  # members with at least one format
     produced: int = 0  # bytes decompressed / extracted so far
     stats: dict = field(default_factory=lambda: {"decompressed": 0, "members": 0,
                                                  "pickle_ops": 0, "readings": 0})
@@ -184,8 +186,15 @@ class Context:
 
     def fmt(self, member: str, name: str) -> None:
         entry = f"{member or '-'}={name}"
-        if entry not in self.formats:
+        if entry not in self._formats:
+            self._formats.add(entry)
+            self._read_as.add(member)
             self.formats.append(entry)
+
+    def has_format(self, member: str) -> bool:
+        """Did any reading recognise ``member`` (constant time: a zip of 50,000 members
+        must not cost 50,000 squared string comparisons)?"""
+        return member in self._read_as
 
     def charge(self, n: int) -> None:
         """Count ``n`` produced bytes against the budget."""

@@ -117,7 +117,7 @@ def _scan_blob(ctx: Context, blob: Blob, member: str, depth: int) -> set[str]:
                 break
         except _READ_ERRORS as e:
             ctx.add(member, "unreadable-member", f"{type(e).__name__}: {e}")
-    if not any(f.startswith(f"{member or '-'}=") for f in ctx.formats):
+    if not ctx.has_format(member):
         ctx.fmt(member, "data")
     return keys
 
