@@ -30,6 +30,7 @@ LESSON_TESTS = {
     "test_models.py": "core",
     "test_notebook_checks.py": "core",
     "test_optim.py": "core",
+    "test_pickle_differential.py": (6,),
     "test_progress.py": "core",
     "test_project.py": "core",
     "test_registry.py": "core",

@@ -21,8 +21,11 @@ KINDS: dict[str, str] = {
     "global": "A pickle imports a name outside the allow-list (with or without a call).",
     "unknown-global": "A STACK_GLOBAL whose module or name cannot be worked out statically.",
     "extension": "An EXT1/EXT2/EXT4 opcode: a name from the copyreg extension registry.",
-    "malformed-pickle": "A stream with a pickle protocol header that the unpickler rejects "
-                        "part-way: what ran before the error is not a safe load.",
+    "malformed-pickle": "A pickle (a protocol header, or a STOP reached) that the unpickler "
+                        "rejects part-way, in its first stream or in one stacked after "
+                        "it: what ran before the error is not a safe load.",
+    "method-call": "A pickle opcode (BUILD, SETITEM(S), APPEND(S), ADDITEMS) that calls a "
+                   "method of an object that is not a plain container of an allowed type.",
     "unmodelled": "Part of a pickle that the scanner cannot model (data a loader reads "
                   "from inside the stream); the rest is not vouched for.",
     "target": "A config names a _target_ (a callable to build) outside the allow-list.",

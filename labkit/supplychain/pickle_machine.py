@@ -104,20 +104,10 @@ class _Stop(Exception):
 
 
 @dataclass(frozen=True)
-class _Str:
-    value: str
-
-
-@dataclass(frozen=True)
 class _Bytes:
     head: bytes
     offset: int  # where the bytes start (relative to the blob)
     size: int
-
-
-@dataclass(frozen=True)
-class _Int:
-    value: int
 
 
 @dataclass(frozen=True)
@@ -131,19 +121,17 @@ class _Obj:
 
 
 @dataclass(frozen=True)
-class _Tuple:
-    items: tuple
-
-
-@dataclass(frozen=True)
 class _Const:
-    kind: str  # none, bool, float, list, dict, set, frozenset: never callable, never str
+    kind: str  # none, bool, int, float, list, dict, set, frozenset: never callable, never str
 
 
-_CONST = {"NONE": _Const("none"), "NEWTRUE": _Const("bool"), "NEWFALSE": _Const("bool"),
-          "BINFLOAT": _Const("float"), "FLOAT": _Const("float"), "EMPTY_LIST": _Const("list"),
-          "EMPTY_DICT": _Const("dict"), "EMPTY_SET": _Const("set")}
-_CALLABLE = (lambda v: isinstance(v, (_Global, _Obj, _Any)))
+# Values on the model's stack: ``str`` (text), ``int`` (a LONG1/LONG4 value), ``tuple``,
+# :class:`_Bytes`, :class:`_Global` (an imported name), :class:`_Obj` (a call's result),
+# :class:`_Const` (a value whose content never matters) and ``_ANY`` (unknown).
+_NONE, _BOOL, _INT, _FLOAT = _Const("none"), _Const("bool"), _Const("int"), _Const("float")
+_LIST, _DICT, _SET = _Const("list"), _Const("dict"), _Const("set")
+_CONST = {"NONE": _NONE, "NEWTRUE": _BOOL, "NEWFALSE": _BOOL, "BINFLOAT": _FLOAT,
+          "FLOAT": _FLOAT, "EMPTY_LIST": _LIST, "EMPTY_DICT": _DICT, "EMPTY_SET": _SET}
 
 
 class _Any:
@@ -154,6 +142,11 @@ class _Any:
 
 
 _ANY = _Any()
+_MISSING = object()
+
+
+def _callable(v) -> bool:
+    return isinstance(v, (_Global, _Obj, _Any))
 
 
 class Event(NamedTuple):
@@ -161,8 +154,11 @@ class Event(NamedTuple):
 
     ``kind`` is ``"import"`` (``detail``: the dotted name), ``"computed-import"`` (a
     ``STACK_GLOBAL`` whose name is only known at load time), ``"extension"`` (an ``EXT*``
-    code) or ``"unmodelled"`` (``detail``: why the model stops following the stream);
-    ``offset`` is the opcode's byte offset.
+    code: a name from copyreg's registry), ``"method"`` (``BUILD``, ``SETITEM(S)``,
+    ``APPEND(S)`` or ``ADDITEMS`` calling a method of an object that is not a plain
+    dict/list/set: ``detail`` is ``"OPCODE on NAME"``, ``NAME`` the callable that made the
+    object, ``""`` when unknown) or ``"unmodelled"`` (``detail``: why the model stops
+    following the stream); ``offset`` is the opcode's byte offset.
     """
 
     kind: str
@@ -177,7 +173,8 @@ class PickleRun:
     Attributes
     ----------
     events : list of Event
-        In stream order: imports, computed imports, extension codes, unmodelled parts.
+        In stream order: imports, computed imports, extension codes, method calls,
+        unmodelled parts.
     nested : list of Blob
         Byte-string arguments that start like a pickle (``pickle.loads`` payloads).
     storage_keys : set of str
@@ -188,12 +185,17 @@ class PickleRun:
     error : str or None
         Why the last pickle stopped before ``STOP`` (``None``: it ended cleanly).
     error_at : int
+    error_first_op : bool
+        The failing pickle failed at its first opcode (a loader that reads it runs
+        nothing of it: bytes after a ``STOP`` that are not a pickle).
     protocol_header : bool
         The first pickle starts with a ``PROTO`` opcode.
     legacy_torch : bool
         The stream is a torch legacy checkpoint (magic number first).
     end : int
         Offset after the last opcode read.
+    result : object
+        The first pickle's value as the model knows it (``None`` before a ``STOP``).
     trace : list of (int, str, object)
         ``(offset, opcode, argument)`` when requested.
     """
@@ -205,9 +207,11 @@ class PickleRun:
     ops: int = 0
     error: str | None = None
     error_at: int = 0
+    error_first_op: bool = False
     protocol_header: bool = False
     legacy_torch: bool = False
     end: int = 0
+    result: object = None
     trace: list | None = None
 
     @property
@@ -241,20 +245,27 @@ def _import_name(module: str, qual: str, proto: int) -> tuple[str, str]:
     return module, qual
 
 
-def _importable(module: str) -> bool:
-    """Could ``__import__(module)`` import an installed module? Its first dotted part
-    must be an identifier (``"hannels: 3"`` from a text file cannot name one)."""
-    return module.split(".", 1)[0].isidentifier()
+def module_status(module: str) -> str:
+    """How ``__import__(module)`` can go: ``"name"`` (dotted identifiers: any installed
+    module), ``"odd"`` (not an identifier, yet importable: a key of ``sys.modules``, or a
+    file or folder of that name on ``sys.path``, e.g. ``"my-helper"`` or ``"a b"`` shipped
+    next to the model), ``"never"`` (the importer always raises: empty, an empty dotted
+    part, a NUL or a slash)."""
+    parts = module.split(".")
+    if all(p.isidentifier() for p in parts):
+        return "name"
+    if not all(parts) or "\x00" in module or "/" in module:
+        return "never"
+    return "odd"
 
 
 def _text(raw: bytes) -> object:
-    """Python 2 STRING payload as a loader decodes it (ASCII by default, UTF-8 in torch)."""
-    for enc in ("ascii", "utf-8", "latin-1"):
-        try:
-            return _Str(raw.decode(enc))
-        except UnicodeDecodeError:
-            continue
-    return _ANY  # pragma: no cover - latin-1 decodes anything
+    """Python 2 STRING payload as a loader decodes it (ASCII by default, UTF-8 in torch,
+    latin-1 or bytes when asked)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 # --------------------------------------------------------------------------------------
@@ -266,21 +277,41 @@ class _Machine:
     """The unpickler's state while walking one blob (``Unpickler`` in ``_pickle.c``)."""
 
     def __init__(self, blob: Blob, offset: int, *, max_line: int, follow: bool,
-                 persistent: bool, trace: bool):
+                 persistent: bool, trace: bool, keep_memo: bool):
         self.blob, self.buf, self.base = blob, blob.buf, blob.start
         self.end = blob.start + blob.size
-        self.pos = self.op_start = blob.start + offset
+        self.pos = self.op_start = self.pickle_start = blob.start + offset
         self.max_line, self.follow, self.persistent = max_line, follow, persistent
+        self.keep_memo = keep_memo
         self.stack: list = []
         self.marks: list[int] = []
         self.memo: dict[int, object] = {}
         self.proto = 0
+        self.pending: list[Event] = []  # tentative events (see _tentative)
+        self.pending_at = -1
+        self.memo_across = False  # a later pickle follows one that used the memo
         self.run = PickleRun(trace=[] if trace else None)
         self.run.protocol_header = blob.size - offset >= 2 and self.buf[self.pos] == 0x80
 
     def event(self, kind: str, detail: str = "") -> None:
         """Record an event at the current opcode."""
         self.run.events.append(Event(kind, self.op_start - self.base, detail))
+
+    def tentative(self, kind: str, detail: str = "") -> None:
+        """An event that counts only if the stream goes on: in a stream with no protocol
+        header and no earlier ``STOP``, an odd module name followed by an error is text or
+        data that happens to start like an opcode (``"channels: 3"``
+        reads as ``GLOBAL 'hannels: 3'``), not a pickle."""
+        run = self.run
+        if run.protocol_header or run.pickles:
+            self.event(kind, detail)
+        else:
+            self.pending.append(Event(kind, self.op_start - self.base, detail))
+            self.pending_at = self.op_start
+
+    def flush(self) -> None:
+        self.run.events.extend(self.pending)
+        self.pending.clear()
 
     # ---- the stack (Pdata in C: a mark is a fence that pops cannot cross) ------------
 
@@ -297,10 +328,14 @@ class _Machine:
             raise _Stop("stack underflow")
         return self.stack[-1]
 
-    def pop_mark(self) -> list:
+    def marker(self) -> int:
+        """Pop the last mark (C ``marker()``): where its items start."""
         if not self.marks:
             raise _Stop("could not find MARK")
-        m = self.marks.pop()
+        return self.marks.pop()
+
+    def pop_mark(self) -> list:
+        m = self.marker()
         items = self.stack[m:]
         del self.stack[m:]
         return items
@@ -388,14 +423,24 @@ def _stop(m: _Machine, name: str, arg) -> bool:
     value = m.pop()
     run.pickles += 1
     if run.pickles == 1:
-        run.legacy_torch = value == _Int(TORCH_MAGIC)
+        run.result = value
+        run.legacy_torch = value == TORCH_MAGIC and type(value) is int
+    m.flush()
     if run.legacy_torch and run.pickles >= 5:
         return True  # torch reads raw storage bytes after its fifth pickle
     if not m.follow or m.pos >= m.end:
         return True
-    m.stack.clear()  # the next load(): a reused Unpickler keeps its memo
+    # the next load(): ``pickle.load`` called again (torch's legacy reader, a loop until
+    # EOF) starts a fresh Unpickler with an empty memo; a reused Unpickler keeps it
+    # (run_pickle walks that reading too when it can differ)
+    m.stack.clear()
     m.marks.clear()
     m.proto = 0
+    if m.memo:
+        m.memo_across = True
+        if not m.keep_memo:
+            m.memo = {}
+    m.pickle_start = m.pos
     return False
 
 
@@ -431,9 +476,10 @@ def _memoize(m: _Machine, name: str, arg) -> None:
 
 def _get(m: _Machine, name: str, arg) -> None:
     key = _memo_key(arg)
-    if key not in m.memo:
+    v = m.memo.get(key, _MISSING)
+    if v is _MISSING:
         raise _Stop(f"memo key {key} missing")
-    m.push(m.memo[key])
+    m.push(v)
 
 
 # ---- constants: text, bytes, numbers, singletons, buffers ---------------------------
@@ -447,7 +493,7 @@ def _unicode(m: _Machine, name: str, arg) -> None:
                 else arg.decode("utf-8", "surrogatepass"))
     except UnicodeDecodeError:
         raise _Stop(f"{name}: undecodable text") from None
-    m.push(_Str(text))
+    m.push(text)
 
 
 def _py2_string(m: _Machine, name: str, arg) -> None:
@@ -473,22 +519,16 @@ def _bytes(m: _Machine, name: str, arg) -> None:
 
 
 def _binint(m: _Machine, name: str, arg) -> None:
-    m.push(_Int(arg))
+    m.push(_INT)
 
 
 def _long_bin(m: _Machine, name: str, arg) -> None:
-    m.push(_Int(int.from_bytes(arg, "little", signed=True))
-           if isinstance(arg, bytes) and len(arg) <= 64 else _ANY)
+    m.push(int.from_bytes(arg, "little", signed=True)
+           if isinstance(arg, bytes) and len(arg) <= 64 else _INT)
 
 
 def _int_line(m: _Machine, name: str, arg) -> None:
-    s = arg.strip()
-    if name == "LONG" and s.endswith(b"L"):
-        s = s[:-1]
-    try:
-        m.push(_Int(int(s, 0)))
-    except ValueError:
-        m.push(_ANY)  # strtol accepts more (leading zeros as octal, "5\0...")
+    m.push(_INT)  # strtol/int(x, 0) accept more than pickletools; the value never matters
 
 
 def _const(m: _Machine, name: str, arg) -> None:
@@ -496,7 +536,7 @@ def _const(m: _Machine, name: str, arg) -> None:
 
 
 def _empty_tuple(m: _Machine, name: str, arg) -> None:
-    m.push(_Tuple(()))
+    m.push(())
 
 
 def _push_any(m: _Machine, name: str, arg) -> None:
@@ -510,7 +550,7 @@ def _readonly_buffer(m: _Machine, name: str, arg) -> None:
 # ---- containers ---------------------------------------------------------------------
 
 def _tuple(m: _Machine, name: str, arg) -> None:
-    m.push(_Tuple(tuple(m.pop_mark())))
+    m.push(tuple(m.pop_mark()))
 
 
 def _tuple_n(m: _Machine, name: str, arg) -> None:
@@ -519,7 +559,7 @@ def _tuple_n(m: _Machine, name: str, arg) -> None:
         raise _Stop("stack underflow")
     items = tuple(m.stack[-n:])
     del m.stack[-n:]
-    m.push(_Tuple(items))
+    m.push(items)
 
 
 def _from_mark(m: _Machine, name: str, arg) -> None:
@@ -527,22 +567,46 @@ def _from_mark(m: _Machine, name: str, arg) -> None:
     m.push(_Const(name.lower()))
 
 
-_ADDS_TO = {"APPEND": "list", "APPENDS": "list", "SETITEM": "dict", "SETITEMS": "dict",
-            "ADDITEMS": "set"}
+_ADDS_TO = {"APPEND": _LIST, "APPENDS": _LIST, "SETITEM": _DICT, "SETITEMS": _DICT,
+            "ADDITEMS": _SET}
+
+
+def _method_on(m: _Machine, name: str, target) -> None:
+    """What ``name`` does to ``target``: a plain container is filled in place; bytes,
+    text, numbers and tuples are left alone or make the load fail (either way nothing
+    runs); anything made by an import may run its own ``__setitem__``/``extend``/
+    ``append``/``add``/``__setstate__``: a method call (CPython calls whatever the
+    object has; torch's weights-only unpickler did too, CVE-2026-24747)."""
+    if isinstance(target, _Obj):
+        m.event("method", f"{name} on an object made by {target.made_by or '?'}")
+    elif isinstance(target, _Global):
+        m.event("method", f"{name} on {target.name or '?'} itself")
+    elif isinstance(target, _Any):
+        m.event("method", f"{name} on an object of unknown type")
 
 
 def _add_items(m: _Machine, name: str, arg) -> None:
-    if name == "APPEND":
-        m.pop()
-    elif name == "SETITEM":
-        m.pop(), m.pop()
-    elif not m.pop_mark():
-        m.top()  # C: nothing to add, so the target is never touched
+    """``_pickle.c`` ``do_append``/``do_setitems``/``load_additems``: the target sits just
+    below the items; with nothing to add it is never touched."""
+    stack = m.stack
+    if name in ("APPEND", "SETITEM"):
+        n = 1 if name == "APPEND" else 2
+        if len(stack) - n <= m.fence():
+            raise _Stop("stack underflow")
+        x = len(stack) - n
+    else:
+        x = m.marker()
+    if x > len(stack) or x <= 0:
+        raise _Stop("stack underflow")
+    if x == len(stack):
         return
-    target = m.top()
-    want = _ADDS_TO[name]
-    if not (_CALLABLE(target) or target == _Const(want)):
-        raise _Stop(f"{name} on an object without {want} methods")
+    target = stack[x - 1]
+    if target is not _ADDS_TO[name]:
+        _method_on(m, name, target)
+    odd = name in ("SETITEM", "SETITEMS") and (len(stack) - x) % 2
+    del stack[x:]
+    if odd:
+        raise _Stop(f"odd number of items for {name}")
 
 
 # ---- imports and objects ------------------------------------------------------------
@@ -551,9 +615,13 @@ def _found_class(m: _Machine, module: str, qual: str) -> str:
     """``find_class``: the name the loader imports (recorded before any call: importing
     a module runs its code even if nothing is called afterwards)."""
     module, qual = _import_name(module, qual, m.proto)
-    if not _importable(module):
+    status = module_status(module)
+    if status == "never":
         raise _Stop(f"No module named {module!r}")
-    m.event("import", f"{module}.{qual}")
+    if status == "odd":
+        m.tentative("import", f"{module}.{qual}")
+    else:
+        m.event("import", f"{module}.{qual}")
     return f"{module}.{qual}"
 
 
@@ -561,13 +629,15 @@ def _global(m: _Machine, name: str, arg) -> None:
     # C's INST looks for the MARK first, pickle._Unpickler imports first:
     # the import is recorded either way.
     mod_raw, qual_raw = arg
-    if not mod_raw or not qual_raw:
-        raise _Stop("bad readline")  # C: a line of at least one char
     try:
         module, qual = mod_raw.decode("utf-8"), qual_raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _Stop(f"{name}: name is not UTF-8") from None
-    found = _found_class(m, module, qual)
+    if not module:
+        raise _Stop("bad readline")  # C: a line of at least one char
+    found = _found_class(m, module, qual)  # pickle.py imports before it looks up ""
+    if not qual:
+        raise _Stop("bad readline")
     if name == "INST":
         m.pop_mark()
         m.push(_Obj(found))
@@ -577,24 +647,28 @@ def _global(m: _Machine, name: str, arg) -> None:
 
 def _stack_global(m: _Machine, name: str, arg) -> None:
     qual, module = m.pop(), m.pop()
-    if isinstance(module, _Str) and isinstance(qual, _Str):
-        m.push(_Global(_found_class(m, module.value, qual.value)))
-    elif isinstance(module, (_Bytes, _Int, _Tuple)) or isinstance(qual, (_Bytes, _Int, _Tuple)):
-        raise _Stop("STACK_GLOBAL requires str")
+    if type(module) is str and type(qual) is str:
+        if not module:
+            raise _Stop("Empty module name")
+        m.push(_Global(_found_class(m, module, qual)))
+    elif not (type(module) is str or _callable(module)) or not (
+            type(qual) is str or _callable(qual)):
+        raise _Stop("STACK_GLOBAL requires str")  # a literal of another type
     else:
-        m.event("computed-import")
+        # a call's result or a GLOBAL's value (``os.sep`` is a str) may be a str
+        m.event("computed-import", f"{module}.?" if type(module) is str else "")
         m.push(_Global(""))
 
 
 def _ext(m: _Machine, name: str, arg) -> None:
+    """``copyreg``'s extension registry maps the code to a (module, name) a program
+    registered with ``copyreg.add_extension``; the standard library registers none, so
+    a plain ``pickle.load`` fails here. Which name it is cannot be known statically, and
+    a loading program that registered codes imports it even if the stream then breaks:
+    always an event."""
     if arg <= 0:
         raise _Stop("EXT specifies code <= 0")
-    if not (m.run.protocol_header or m.run.pickles):
-        # the standard library registers no extension codes: a loader fails here unless
-        # its program called copyreg.add_extension; reported only in streams that are
-        # pickles by their header
-        raise _Stop("unregistered extension code")
-    m.event("extension")
+    m.event("extension", str(arg))
     m.push(_Global(""))
 
 
@@ -604,15 +678,17 @@ def _made_by(fn) -> str:
 
 def _obj(m: _Machine, name: str, arg) -> None:
     items = m.pop_mark()
-    if not items or not _CALLABLE(items[0]):
-        raise _Stop("OBJ without a class")
+    if not items:
+        raise _Stop("stack underflow")
+    if not _callable(items[0]):
+        raise _Stop("OBJ: not a class")
     m.push(_Obj(_made_by(items[0])))
 
 
 def _reduce(m: _Machine, name: str, arg) -> None:
     m.pop()
     fn = m.pop()
-    if not _CALLABLE(fn):
+    if not _callable(fn):
         raise _Stop(f"{name}: not callable")
     m.push(_Obj(_made_by(fn)))
 
@@ -620,19 +696,21 @@ def _reduce(m: _Machine, name: str, arg) -> None:
 def _newobj_ex(m: _Machine, name: str, arg) -> None:
     m.pop(), m.pop()
     cls = m.pop()
-    if not _CALLABLE(cls):
+    if not _callable(cls):
         raise _Stop("NEWOBJ_EX: not a class")
     m.push(_Obj(_made_by(cls)))
 
 
 def _build(m: _Machine, name: str, arg) -> bool:
+    """``load_build``: ``__setstate__`` when the object has one (a call), else the state
+    updates ``__dict__``/slots; a ``None`` or empty state on anything is a no-op. The
+    model never stops here: it records the call on objects made by imports."""
     m.pop()
     obj = m.top()
-    if not _CALLABLE(obj):
-        raise _Stop("BUILD: object has no state to set")
     if isinstance(obj, _Obj) and obj.made_by in _INLINE_DATA:
         m.event("unmodelled", f"{obj.made_by} reads array data from inside the stream")
         return True
+    _method_on(m, name, obj)  # rules: fine on objects of allowed types
     return False
 
 
@@ -644,8 +722,8 @@ def _persid(m: _Machine, name: str, arg) -> None:
         m.push(_ANY)
         return
     pid = m.pop()
-    if isinstance(pid, _Tuple) and len(pid.items) >= 3 and isinstance(pid.items[2], _Str):
-        run.storage_keys.add(pid.items[2].value)
+    if isinstance(pid, tuple) and len(pid) >= 3 and type(pid[2]) is str:
+        run.storage_keys.add(pid[2])
     m.push(_ANY)
 
 
@@ -674,6 +752,11 @@ _HANDLERS: dict[str, Callable] = {
     "PERSID": _persid, "BINPERSID": _persid,
 }
 assert set(_HANDLERS) == OPNAMES, "every opcode in _OPS has one handler"
+
+# byte -> (name, argument kind, handler): one look-up per opcode
+_TABLE: list = [None] * 256
+for _code, (_name, _kind) in _OPS.items():
+    _TABLE[_code] = (_name, _kind, _HANDLERS[_name])
 
 
 def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
@@ -708,38 +791,135 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
     -------
     PickleRun
         The events a loader would cause; :func:`labkit.supplychain.rules.pickle_findings`
-        judges them.
+        judges them. Pickles after the first are read with a fresh memo (``pickle.load``
+        called again); when a reused ``Unpickler`` (memo kept) could read them
+        differently, that reading is walked too and its events are added.
     """
+    kw = dict(max_line=max_line, max_ops=max_ops, trace=trace, follow=follow, limit=limit,
+              persistent=persistent)
+    run, across = _walk(blob, offset, keep_memo=False, **kw)
+    if across and follow and limit is None:
+        other, _ = _walk(blob, offset, keep_memo=True, **dict(kw, trace=False))
+        seen = set(run.events)
+        run.events.extend(e for e in other.events if e not in seen)
+        run.events.sort(key=lambda e: e.offset)
+        run.nested.extend(b for b in other.nested
+                          if all(b.start != n.start for n in run.nested))
+        run.storage_keys |= other.storage_keys
+    return run
+
+
+def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, persistent,
+          keep_memo) -> tuple[PickleRun, bool]:
     m = _Machine(blob, offset, max_line=max_line, follow=follow, persistent=persistent,
-                 trace=trace)
+                 trace=trace, keep_memo=keep_memo)
     run = m.run
+    buf, end, stack, marks = m.buf, m.end, m.stack, m.marks
+    push = stack.append
+    pending = m.pending
+    fast = not trace
+    table = _TABLE
+    cap = min(x for x in (limit, max_ops, 1 << 62) if x is not None)
+    ops = 0
+    pos = m.pos
     try:
         while True:
-            m.op_start = m.pos
-            if m.pos >= m.end:
+            if pos >= end:
+                m.op_start = m.pos = pos
                 raise _Stop("ran out of input before STOP")
-            code = m.buf[m.pos]
-            m.pos += 1
-            spec = _OPS.get(code)
+            code = buf[pos]
+            if ops >= cap:
+                m.pos = m.op_start = pos
+                if limit is not None and ops >= limit:
+                    break
+                raise BudgetExceeded("more pickle opcodes than the scanner's budget")
+            ops += 1
+            if fast:
+                # the opcodes of large ordinary pickles, inline (same semantics as their
+                # handlers; anything unusual falls through to the handler)
+                if code == 0x4B and pos + 2 <= end:  # BININT1
+                    push(_INT)
+                    pos += 2
+                elif code == 0x47 and pos + 9 <= end:  # BINFLOAT
+                    push(_FLOAT)
+                    pos += 9
+                elif code == 0x8C and pos + 2 <= end:  # SHORT_BINUNICODE
+                    n = buf[pos + 1]
+                    if pos + 2 + n > end:
+                        code = -1
+                    else:
+                        try:
+                            push(bytes(buf[pos + 2:pos + 2 + n]).decode("utf-8", "surrogatepass"))
+                            pos += 2 + n
+                        except UnicodeDecodeError:
+                            code = -1
+                elif code == 0x94 and len(stack) > (marks[-1] if marks else 0):  # MEMOIZE
+                    memo = m.memo
+                    memo[len(memo)] = stack[-1]
+                    pos += 1
+                elif code == 0x4D and pos + 3 <= end:  # BININT2
+                    push(_INT)
+                    pos += 3
+                elif code == 0x4A and pos + 5 <= end:  # BININT
+                    push(_INT)
+                    pos += 5
+                elif code == 0x68 and pos + 2 <= end and buf[pos + 1] in m.memo:  # BINGET
+                    push(m.memo[buf[pos + 1]])
+                    pos += 2
+                elif code == 0x71 and pos + 2 <= end and len(stack) > (marks[-1] if marks else 0):
+                    m.memo[buf[pos + 1]] = stack[-1]  # BINPUT
+                    pos += 2
+                elif code == 0x28:  # MARK
+                    marks.append(len(stack))
+                    pos += 1
+                elif code == 0x5D:  # EMPTY_LIST
+                    push(_LIST)
+                    pos += 1
+                elif code == 0x7D:  # EMPTY_DICT
+                    push(_DICT)
+                    pos += 1
+                elif code == 0x4E:  # NONE
+                    push(_NONE)
+                    pos += 1
+                elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
+                    push(_BOOL)
+                    pos += 1
+                elif code == 0x95 and pos + 9 <= end:  # FRAME
+                    pos += 9
+                else:
+                    code = -1
+                if code >= 0:
+                    if pending:
+                        m.flush()
+                    if not ops & 0xFFF and len(stack) >= _MAX_STACK:
+                        raise BudgetExceeded("pickle stack deeper than the scanner's budget")
+                    continue
+                code = buf[pos]
+            m.op_start = pos
+            m.pos = pos + 1
+            spec = table[code]
             if spec is None:
                 raise _Stop(f"invalid load key {bytes([code])!r}")
-            name, kind = spec
-            if limit is not None and run.ops >= limit:
-                m.pos = m.op_start
-                break
-            run.ops += 1
-            if max_ops is not None and run.ops > max_ops:
-                raise BudgetExceeded("more pickle opcodes than the scanner's budget")
+            name, kind, handler = spec
             arg = m.argument(kind)
             if run.trace is not None:
-                run.trace.append((m.op_start - m.base, name, _shown_arg(name, arg)))
-            if _HANDLERS[name](m, name, arg):
+                run.trace.append((pos - m.base, name, _shown_arg(name, arg)))
+            done = handler(m, name, arg)
+            if pending and m.pending_at != pos:
+                m.flush()
+            pos = m.pos
+            if done:
                 break
     except _Stop as e:
         run.error = str(e)
         run.error_at = m.op_start - m.base
+        run.error_first_op = m.op_start == m.pickle_start
+        pending.clear()
+    run.ops = ops
     run.end = m.pos - m.base
-    return run
+    if run.error is None and pending:
+        m.flush()
+    return run, m.memo_across
 
 
 def _memo_key(arg) -> int:

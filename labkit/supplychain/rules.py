@@ -25,11 +25,12 @@ labkit.supplychain.scanner
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from .findings import shown
 
-__all__ = ["DEFAULT_ALLOW", "SAFE_RESOLVERS", "PICKLE_RULES", "pickle_findings",
+__all__ = ["DEFAULT_ALLOW", "SAFE_RESOLVERS", "PICKLE_RULES", "FILLABLE", "pickle_findings",
            "global_allowed", "target_allowed", "resolver_allowed"]
 
 _TORCH_TENSOR_TYPES = ("BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half",
@@ -97,13 +98,37 @@ program registered (``eval`` is a common one): those are findings unless passed 
 PICKLE_RULES: dict[str, tuple[str, str]] = {
     "import": ("global", "imports {name} (byte {byte})"),
     "computed-import": ("unknown-global", "STACK_GLOBAL with a computed name (byte {byte})"),
-    "extension": ("extension", "EXT opcode: a name from the copyreg registry (byte {byte})"),
+    "extension": ("extension", "EXT opcode {detail}: a name from the copyreg registry "
+                               "(byte {byte})"),
+    "method": ("method-call", "{detail}: calls that object's own method (byte {byte})"),
     "unmodelled": ("unmodelled", "{detail}; the rest of the stream is not checked (byte {byte})"),
 }
 """Event of :func:`~labkit.supplychain.pickle_machine.run_pickle` -> (finding kind, detail
-template). An ``import`` is a finding unless :func:`global_allowed`; every other event is
-always one (the name is unknown, or the rest of the stream is). Findings come out in this
-table's order, each kind in stream order."""
+template). An ``import`` is a finding unless :func:`global_allowed`; a ``method`` call
+unless :func:`method_allowed`; every other event is always one (the name is unknown, or
+the rest of the stream is). Findings come out in this table's order, each kind in stream
+order."""
+
+FILLABLE: frozenset[str] = frozenset(
+    ["collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.dict",
+     "builtins.list", "builtins.bytearray", "builtins.frozenset"])
+"""Allowed names whose objects ``SETITEM(S)``/``APPEND(S)``/``ADDITEMS`` may fill (plain
+containers). Any other object's ``__setitem__``/``append``/``extend``/``add`` is its own
+code: a tensor's ``__setitem__`` in torch's weights-only unpickler was CVE-2026-24747."""
+
+_METHOD = re.compile(r"^(\w+) on an object made by (.+)$")
+
+
+def method_allowed(detail: str, allow: Iterable[str]) -> bool:
+    """May a pickle call this method (a ``method`` event's detail)? ``BUILD`` (the
+    ``__setstate__`` or ``__dict__`` update that rebuilds every ordinary object) on an
+    object of an allowed type; the container opcodes on an allowed plain container. Never
+    on a class, function or module itself (``BUILD`` there sets attributes of the
+    imported object: monkey-patching), nor on an object of unknown type."""
+    m = _METHOD.match(detail)
+    if not m or m.group(2) == "?" or not global_allowed(m.group(2), allow):
+        return False
+    return m.group(1) == "BUILD" or m.group(2) in FILLABLE
 
 
 def global_allowed(name: str, allow: Iterable[str]) -> bool:
@@ -131,16 +156,23 @@ def pickle_findings(run, allow: frozenset[str], *, offset: int = 0,
     out = []
     for event, (kind, template) in PICKLE_RULES.items():
         for e in run.events:
-            if e.kind != event or (event == "import" and global_allowed(e.detail, allow)):
+            if e.kind != event or (event == "import" and global_allowed(e.detail, allow)) or (
+                    event == "method" and method_allowed(e.detail, allow)):
                 continue
             byte = e.offset + offset
             out.append((kind, template.format(name=shown(e.detail), detail=e.detail,
                                               byte=byte), byte))
-    # a stream that claims to be a pickle (protocol header) and breaks before its first
-    # STOP: what ran before the error is not a safe load
-    if run.error is not None and run.protocol_header and run.pickles == 0 and not nested:
+    # fail closed: a stream that is a pickle (a protocol header, or a STOP reached) and
+    # breaks part-way, in its first pickle or in one stacked after it, is a stream the
+    # model could not read to the end: what ran before the error is not a safe load, and
+    # a loader may read further than the model. Bytes after a STOP that fail at their
+    # very first opcode run nothing (a loader reading on fails at once).
+    if run.error is not None and not nested and (
+            (run.pickles == 0 and run.protocol_header)
+            or (run.pickles > 0 and not run.error_first_op)):
         byte = run.error_at + offset
-        out.append(("malformed-pickle", f"{run.error} (byte {byte})", byte))
+        where = "" if run.pickles == 0 else f" in the pickle after STOP number {run.pickles}"
+        out.append(("malformed-pickle", f"{run.error}{where} (byte {byte})", byte))
     return out
 
 
