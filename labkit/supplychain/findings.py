@@ -37,6 +37,12 @@ KINDS: dict[str, str] = {
     "malformed": "A container header (npy, safetensors) that its loader's parser rejects.",
     "unreadable-member": "An archive member or compressed stream that cannot be read "
                          "(corrupt, truncated, a link, an unsupported method).",
+    "ambiguous-container": "An archive that two readers read differently (data before it, "
+                           "end records that disagree, duplicate names, members only a "
+                           "streaming reader sees): the scanner cannot know which a loader "
+                           "reads.",
+    "path-escape": "An archive member whose path leaves the extraction folder (absolute, "
+                   "'..'): extracting it writes elsewhere.",
     "budget": "The file exceeds the scanner's size/depth budget: not checked to the end.",
     "unreadable": "The input itself could not be opened or read.",
 }

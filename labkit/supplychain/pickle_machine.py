@@ -519,7 +519,7 @@ def _bytes(m: _Machine, name: str, arg) -> None:
 
 
 def _binint(m: _Machine, name: str, arg) -> None:
-    m.push(_INT)
+    m.push(arg)
 
 
 def _long_bin(m: _Machine, name: str, arg) -> None:
@@ -838,7 +838,7 @@ def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, p
                 # the opcodes of large ordinary pickles, inline (same semantics as their
                 # handlers; anything unusual falls through to the handler)
                 if code == 0x4B and pos + 2 <= end:  # BININT1
-                    push(_INT)
+                    push(buf[pos + 1])
                     pos += 2
                 elif code == 0x47 and pos + 9 <= end:  # BINFLOAT
                     push(_FLOAT)
@@ -858,11 +858,8 @@ def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, p
                     memo[len(memo)] = stack[-1]
                     pos += 1
                 elif code == 0x4D and pos + 3 <= end:  # BININT2
-                    push(_INT)
+                    push(buf[pos + 1] | buf[pos + 2] << 8)
                     pos += 3
-                elif code == 0x4A and pos + 5 <= end:  # BININT
-                    push(_INT)
-                    pos += 5
                 elif code == 0x68 and pos + 2 <= end and buf[pos + 1] in m.memo:  # BINGET
                     push(m.memo[buf[pos + 1]])
                     pos += 2

@@ -72,7 +72,7 @@ def _scan_pickle(ctx: Context, blob: Blob, member: str, depth: int, *,
     """Read ``blob`` as a pickle from ``offset``; returns torch storage keys."""
     last = member.rsplit("!", 1)[-1]
     run = run_pickle(blob, offset, max_line=ctx.budget.max_line,
-                     persistent=last.endswith("data.pkl") or last == "pickle")
+                     persistent=containers.persistent_member(member))
     ctx.stats["pickle_ops"] += run.ops
     if not (run.pickles or run.events or run.protocol_header):
         return set()  # not a pickle: a loader would fail before doing anything
@@ -106,6 +106,7 @@ def _scan_blob(ctx: Context, blob: Blob, member: str, depth: int) -> set[str]:
         ("npy", lambda: containers.read_npy(ctx, blob, member, depth)),
         ("safetensors", lambda: containers.read_safetensors(ctx, blob, member, depth)),
         ("compressed", lambda: containers.read_compressed(ctx, blob, member, depth)),
+        ("sqlite", lambda: containers.read_sqlite(ctx, blob, member, depth)),
         ("config", lambda: configs.read_text_configs(ctx, blob, member)),
     ]
     for _, read in readings:
