@@ -34,6 +34,7 @@ LESSON_TESTS = {
     "test_progress.py": "core",
     "test_project.py": "core",
     "test_registry.py": "core",
+    "test_scan_bounds.py": (6,),
     "test_scan_cli.py": (6,),
     "test_scan_cost.py": (6,),
     "test_scan_fuzz.py": (6,),
