@@ -442,13 +442,34 @@ def _cmd(args) -> int:
     return 0
 
 
+def _notebook_arg(text: str) -> Path:
+    """An ``argparse`` type: an ``.ipynb`` regular file that parses as a notebook, checked
+    before the first kernel starts (a damaged third notebook would otherwise stop the bench
+    after the first two ran)."""
+    import argparse
+
+    from .cli.validate import read_text
+
+    if not text.endswith(".ipynb"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a notebook (.ipynb)")
+    try:
+        nb = json.loads(read_text(text, "notebook"))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(" ".join(str(exc).split())) from None
+    if not (isinstance(nb, dict) and isinstance(nb.get("cells"), list)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a notebook (no list of cells)")
+    return Path(text)
+
+
 def add_parser(subparsers) -> None:
     """Register ``python -m labkit bench``."""
     p = subparsers.add_parser("bench", help="notebook run time, kernel memory, widget latency, "
                                             "under a one-CPU quota and without")
-    p.add_argument("notebook", nargs="*", help="notebooks to run (default: every lesson's, in order)")
-    p.add_argument("--notebooks-only", action="store_true")
-    p.add_argument("--widgets-only", action="store_true")
+    p.add_argument("notebook", nargs="*", type=_notebook_arg,
+                   help="notebooks to run (default: every lesson's, in order)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--notebooks-only", action="store_true")
+    only.add_argument("--widgets-only", action="store_true")
     p.add_argument("--where", choices=["one-cpu", "free", "both"], default="both",
                    help="under a one-CPU cgroup quota, without a quota, or both (default)")
     p.add_argument("--memory", action="store_true",

@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -84,29 +85,60 @@ def verify(codes, key, *, learner=None, exercises=None) -> list[dict]:
     return out
 
 
-def scan_notebook(path) -> list[tuple]:
-    """``(learner, code)`` pairs printed in the saved outputs of the notebook at ``path``."""
+#: The largest notebook :func:`report` reads (a learner's saved notebook with figures is a few MB).
+MAX_NOTEBOOK = 256 << 20
+
+
+def _read_notebook(path) -> list[tuple]:
+    """``(learner, code)`` pairs printed in the notebook at ``path``; ``ValueError`` with a
+    one-line reason when it cannot be read: not a regular file (a FIFO is never opened), too
+    large, not JSON, or not shaped like a notebook."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    if st.st_size > MAX_NOTEBOOK:
+        raise ValueError(f"{path}: larger than {MAX_NOTEBOOK >> 20} MiB")
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a notebook ({' '.join(str(exc).split())})") from None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise ValueError(f"{path}: damaged notebook (no list of cells)")
     found = []
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            texts = [output.get("text", "")]
-            texts += [(output.get("data") or {}).get("text/plain", "")]
+    for cell in cells:
+        outputs = cell.get("outputs") or []
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise ValueError(f"{path}: damaged notebook (a cell's outputs are not a list of outputs)")
+        for output in outputs:
+            data = output.get("data")
+            texts = [output.get("text", ""), data.get("text/plain", "") if isinstance(data, dict) else ""]
             for text in texts:
-                text = "".join(text) if isinstance(text, list) else str(text)
+                text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else str(text)
                 found += _CODE_RE.findall(text)
     return found
 
 
-def report(root, key, *, exercises=None) -> dict:
+def scan_notebook(path) -> list[tuple]:
+    """``(learner, code)`` pairs printed in the saved outputs of the notebook at ``path``
+    (none when it cannot be read)."""
+    try:
+        return _read_notebook(path)
+    except ValueError:
+        return []
+
+
+def report(root, key, *, exercises=None, errors: list | None = None) -> dict:
     """Who solved what under ``root`` (e.g. ``/home``): one entry per home folder.
 
     Each sub-folder of ``root`` is one learner, named after the folder (``/home/learner07``). Every
     ``*.ipynb`` below it is scanned for printed codes; a code counts only if it verifies for
-    that folder's learner. Returns ``{learner: {"solved": [...], "rejected": n}}``.
+    that folder's learner. Returns ``{learner: {"solved": [...], "rejected": n}}``. A notebook
+    that cannot be read (damaged, not a regular file) holds no codes; its one-line reason is
+    appended to ``errors`` when given.
     """
     names = known_exercises() if exercises is None else tuple(exercises)
     table = {}
@@ -114,7 +146,13 @@ def report(root, key, *, exercises=None) -> dict:
         learner = home.name
         solved, rejected = set(), 0
         for nb in sorted(home.rglob("*.ipynb")):
-            for who, code in scan_notebook(nb):
+            try:
+                pairs = _read_notebook(nb)
+            except ValueError as exc:
+                if errors is not None:
+                    errors.append(str(exc))
+                continue
+            for who, code in pairs:
                 name = exercise_of(code, learner, key, names) if who == learner else None
                 if name is None:
                     rejected += 1
@@ -134,6 +172,9 @@ def _print_report(table: dict, names) -> None:
 
 
 def _cmd(args) -> int:
+    """Exit 0, 1 when ``verify`` rejects a code, 2 on bad input (no key, a root that is not a
+    folder) or when ``report`` met notebooks it could not read (the table still lists the rest;
+    one line on stderr names them)."""
     key = args.key or os.environ.get(KEY_ENV)
     if not key:
         print(f"error: give --key or set {KEY_ENV}", file=sys.stderr)
@@ -144,16 +185,28 @@ def _cmd(args) -> int:
             verdict = row["exercise"] or "REJECTED"
             print(f"{row['code']:<32} {str(row['learner'] or '?'):<14} {verdict}")
         return 0 if all(r["exercise"] for r in rows) else 1
-    if args.action == "report":
-        names = known_exercises()
-        for root in args.items:
-            table = report(root, key, exercises=names)
-            if args.json:
-                print(json.dumps(table))
-            else:
-                _print_report(table, names)
-        return 0
-    return 2
+    for root in args.items:   # every root checked before any work
+        try:
+            mode = os.stat(root).st_mode
+        except OSError as exc:
+            raise ValueError(f"{root}: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(mode):
+            raise ValueError(f"{root} is not a folder (report reads HOME_ROOTS such as /home)")
+    names = known_exercises()
+    errors = []
+    for root in args.items:
+        table = report(root, key, exercises=names, errors=errors)
+        if args.json:
+            print(json.dumps(table))
+        else:
+            _print_report(table, names)
+    if errors:
+        sys.stdout.flush()
+        more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+        print(f"error: {len(errors)} notebook(s) could not be read, their codes are not counted: "
+              f"{errors[0]}{more}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def add_parser(subparsers) -> None:

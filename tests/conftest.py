@@ -15,6 +15,7 @@ LESSON_TESTS = {
     "test_claims.py": "core",
     "test_clean_label.py": (3,),
     "test_cli.py": "core",
+    "test_cli_bad_input.py": "core",
     "test_data.py": "core",
     "test_defence_in_depth.py": (5,),
     "test_engine.py": "core",

@@ -52,7 +52,8 @@ def test_targeted_run_reports_attack_success(capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["run", "nope"], "valid attacks: label_flip"),
     (["run", "label_flip", "--defence", "nope"], "valid defences:"),
-    (["run", "label_flip", "--rate", "1.5"], "--rate must be in (0, 1]"),
+    (["run", "label_flip", "--rate", "1.5"], "--rate: must be in (0, 1]"),
+    (["run", "label_flip", "--dataset", "nope"], "invalid choice: 'nope'"),   # argparse: one line too
     (["run", "label_flip", "--set", "strategy=clever"], "strategy must be one of"),
     (["run", "label_flip", "--set", "oops"], "KEY=VALUE"),
     (["run", "label_flip", "--set", "colour=3"], "colour"),
@@ -60,6 +61,7 @@ def test_targeted_run_reports_attack_success(capsys):
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     code, out, err = _run(capsys, *argv)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and "usage:" not in err
 
 
 def test_module_entry_point_runs():

@@ -126,10 +126,14 @@ def test_report_counts_only_codes_that_verify_for_the_folders_learner(tmp_path, 
                                   "rejected": 2}
     assert table["learner02"] == {"solved": [], "rejected": 0}
 
-    assert main(["progress", "report", "--key", KEY, str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    row = next(line for line in lines if line.startswith("| learner01 "))
+    # the damaged notebook: the table still lists everyone, one line on stderr names it, exit 2
+    assert main(["progress", "report", "--key", KEY, str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("| learner01 "))
     assert f"3/{len(progress.known_exercises())}" in row and row.rstrip().endswith("| 2 |")
+    assert len(err.strip().splitlines()) == 1 and "broken.ipynb" in err
+    (tmp_path / "learner02" / "broken.ipynb").unlink()
+    assert main(["progress", "report", "--key", KEY, str(tmp_path)]) == 0
 
 
 def test_module_imports_only_the_standard_library():

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import json
 
+from .validate import rate, seed
+
 __all__ = ["add_parser", "JSON_FIELDS"]
 
 #: Fields of the ``run --json`` contract, in order (extra fields may follow).
@@ -77,8 +79,6 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from ..experiment import run
 
-    if args.rate is not None and not 0 < args.rate <= 1:
-        raise ValueError(f"--rate must be in (0, 1], got {args.rate}")
     result = run(args.attack, defence=args.defence, dataset=args.dataset, seed=args.seed,
                  rate=args.rate, params=_parse_sets(args.set),
                  defence_params=_parse_sets(args.defence_set), progress=not args.json)
@@ -123,8 +123,8 @@ def add_parser(sub) -> None:
     p.add_argument("--defence", default=None)
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: where the attack's scenario works")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rate", type=float, default=None, help="the attack's budget in (0, 1]")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--rate", type=rate, default=None, help="the attack's budget in (0, 1]")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a setting of the attack or its scenario (repeatable)")
     p.add_argument("--defence-set", action="append", metavar="KEY=VALUE",
@@ -134,6 +134,6 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("tour", help="every attack with the defences that apply, as a scoreboard")
     p.add_argument("--quick", action="store_true", help="only the first defence per attack, 3 targets")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tour)

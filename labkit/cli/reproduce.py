@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from .validate import count, output_dir, read_text, seed
+
 __all__ = ["add_parser", "render_markdown", "render_readme_table", "README_BEGIN", "README_END"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,15 +79,19 @@ def _cmd_reproduce(args) -> int:
     seeds = tuple(args.seeds or (QUICK_SEEDS if args.quick else REPORTING_SEEDS))
     reporting = seeds == REPORTING_SEEDS
     out_dir = Path(args.out) if args.out else (ROOT / "benchmarks" if reporting else None)
+    path = out_dir / "results.json" if out_dir is not None else None
+    # a partial run (--claims) replaces its claims' entries and keeps the others: read them
+    # before the long work, so that a damaged results.json stops it before it starts
+    previous = json.loads(read_text(path, "results file")) if path is not None and path.exists() else []
+    if not (isinstance(previous, list) and all(isinstance(r, dict) and "claim" in r for r in previous)):
+        raise ValueError(f"{path} is not a list of results; move it away or give another --out")
     results = measure(chosen, seeds, jobs=args.jobs, progress=not args.no_progress)
     for r in results:
         print(json.dumps(r) if args.json else f"{r['claim']:<26} {_summary(r)}", flush=True)
     if out_dir is None:
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    # a partial run (--claims) replaces its claims' entries and keeps the others
-    kept = {r["claim"]: r for r in (json.loads(path.read_text()) if path.exists() else [])}
+    kept = {r["claim"]: r for r in previous}
     kept.update({r["claim"]: r for r in results})
     merged = [kept[c.name] for c in CLAIMS if c.name in kept]
     path.write_text(json.dumps(merged, indent=1) + "\n")
@@ -103,10 +109,10 @@ def add_parser(subparsers) -> None:
     """Register ``reproduce``."""
     p = subparsers.add_parser("reproduce", help="measure every number the README and the notebooks state")
     p.add_argument("--quick", action="store_true", help="the quick claims on two reporting seeds")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--seeds", type=seed, nargs="+", default=None)
     p.add_argument("--claims", nargs="+", default=None, metavar="NAME", help="only these claims")
     p.add_argument("--json", action="store_true", help="one JSON object per claim")
-    p.add_argument("--out", default=None, help="write results.json and RESULTS.md here")
-    p.add_argument("--jobs", type=int, default=1, help="seeds measured in parallel processes (one CPU each)")
+    p.add_argument("--out", default=None, type=output_dir, help="write results.json and RESULTS.md here (a folder)")
+    p.add_argument("--jobs", type=count(256), default=1, help="seeds measured in parallel processes (one CPU each)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_reproduce)
