@@ -10,14 +10,25 @@ never stops early where a real load goes on. Concretely:
 * argument syntax as the unpickler reads it: ``INT``/``LONG`` lines in any base
   (``0x10``, ``010``), unbounded text lines (up to the budget), UTF-8 ``GLOBAL`` names, a
   last line without a newline (the pure-Python unpickler strips one byte anyway);
-* the mark stack and its "fence" as in C (``POP`` on a mark pops the mark);
+* the mark stack and its "fence" as in C (``POP`` on a mark pops the mark;
+  ``do_append``/``do_setitems`` find their target just below the items);
+* the lenient cases: ``BUILD`` with any state on any object, ``SETITEM(S)``/
+  ``APPEND(S)``/``ADDITEMS`` on whatever is there (a bytearray, an object with its own
+  ``__setitem__``: a ``method`` event), ``EXT`` codes (copyreg's registry: always an
+  event), module names that are not identifiers but that the importer can still resolve
+  (``"my-helper"``: an import event once the stream goes on);
 * every ``GLOBAL``/``STACK_GLOBAL``/``INST`` import is recorded *before* any call: importing
   a module runs its code even if nothing is called afterwards;
 * a stream without ``STOP`` is walked to its end (everything before the error ran);
 * after ``STOP`` the next pickle is walked too (loaders call ``load`` repeatedly: torch's
-  legacy format stacks five pickles), with the memo kept (a reused ``Unpickler``);
+  legacy format stacks five pickles) with a fresh memo, and again with the memo kept (a
+  reused ``Unpickler``) when the two readings can differ;
 * a torch legacy file (first pickle = torch's magic number) ends after its fifth pickle:
   what follows is raw storage bytes that torch never unpickles.
+
+Wherever the model stops, the stop mirrors an error the real unpickler raises there
+(``tests/test_pickle_differential.py`` checks that against both CPython unpicklers);
+:mod:`.rules` turns a stop part-way through a pickle into a finding.
 
 The machine only models the unpickler: one handler per opcode family (framing and
 protocol, stack and memo, constants, containers, imports and objects), and a
