@@ -124,7 +124,7 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise _UsageError(f"{message} (see labkit-scan --help)")
+        raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
 def scan(paths, *, allow=(), format: str = "text") -> int:
