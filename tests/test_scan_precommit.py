@@ -2,7 +2,7 @@
 installs the scanner alone (``pip install .`` pulls PyYAML, not the lab's numpy/torch).
 
 The real install (pre-commit cloning this repository and building its environment, about
-10 s with a local package mirror) runs only with ``LABKIT_SLOW_TESTS=1``: it needs the
+5 s with a local package mirror) runs only with ``LABKIT_SLOW_TESTS=1``: it needs the
 package index and a committed tree."""
 
 import os
