@@ -26,7 +26,7 @@ def check_verdict(data: bytes) -> None:
     """Scanning never crashes and always returns a verdict."""
     r = scan_bytes(data, name="fuzz")
     assert isinstance(r, ScanReport)
-    assert r.verdict in ("clean", "flagged")
+    assert r.verdict in ("clean", "flagged", "unverified")
 
 
 @settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,

@@ -1,6 +1,9 @@
 """``python -m labkit scan PATH... [--format text|json|sarif] [--allow NAME ...]``.
 
-Exit status: 0 every file clean, 1 at least one finding, 2 some input could not be read.
+Exit status: 0 every file clean, 1 at least one finding, 2 some input could not be read,
+3 no finding but some file (or member) is in no format the scanner reads (``unverified``:
+not clean; a pre-commit hook fails on it like on any non-zero status). 2 wins over 1, 1
+over 3.
 ``--format text`` (default): one line per finding, file, member, kind, detail (tab-separated);
 ``--json`` is ``--format json``; ``--format sarif`` writes SARIF 2.1.0 for code scanning.
 ``--self-test`` scans a harmless test pickle that must be flagged and exits 0 if it is.
@@ -23,7 +26,7 @@ import os
 import stat
 import sys
 
-__all__ = ["add_parser", "run_scan", "main", "scan"]
+__all__ = ["add_parser", "run_scan", "main", "scan", "exit_status"]
 
 
 def _special(path: str) -> str | None:
@@ -60,7 +63,8 @@ def add_parser(subparsers) -> None:
         description="Statically scan model files and folders (pickles, torch/numpy/joblib "
                     "files, zip/tar archives, safetensors, YAML/JSON/TOML configs). Every "
                     "file is read in every format it is valid as; nothing is loaded or "
-                    "executed. Exit 0 clean, 1 findings, 2 unreadable input.")
+                    "executed. Exit 0 clean, 1 findings, 2 unreadable input, 3 unverified "
+                    "(bytes in no format the scanner reads).")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     p.add_argument("--format", choices=("text", "json", "sarif"), default=None,
                    help="output format (default text)")
@@ -98,11 +102,23 @@ def run_scan(args: argparse.Namespace, *, summary_file=None) -> int:
         if text:
             print(text)
         n_bad = sum(r.flagged for r in reports)
-        print(f"scanned {len(reports)} file(s): {n_bad} with findings",
+        n_unverified = sum(r.verdict == "unverified" for r in reports)
+        more = f" ({n_unverified} only unverified)" if n_unverified else ""
+        print(f"scanned {len(reports)} file(s): {n_bad} with findings{more}",
               file=sys.stderr if summary_file is None else summary_file)
     if not reports or any(r.unreadable for r in reports):
         return 2
-    return 1 if any(r.flagged for r in reports) else 0
+    return exit_status(reports)
+
+
+def exit_status(reports) -> int:
+    """0 clean, 1 a finding, 2 an unreadable input, 3 only ``unverified`` findings."""
+    if not reports or any(r.unreadable for r in reports):
+        return 2
+    verdicts = {r.verdict for r in reports}
+    if "flagged" in verdicts:
+        return 1
+    return 3 if "unverified" in verdicts else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +146,7 @@ class _Parser(argparse.ArgumentParser):
 def scan(paths, *, allow=(), format: str = "text") -> int:
     """What ``python -m labkit scan PATH... [--allow NAME ...] [--format F]`` prints, all of it
     on stdout (the summary line too: a notebook shows stderr as an error), and its exit
-    status: 0 clean, 1 findings, 2 unreadable input. ``scan(["model.pt"], allow=["m.Net"])``."""
+    status: 0 clean, 1 findings, 2 unreadable input, 3 unverified. ``scan(["model.pt"], allow=["m.Net"])``."""
     if format not in ("text", "json", "sarif"):
         raise ValueError(f"format must be 'text', 'json' or 'sarif', got {format!r}")
     one = isinstance(paths, str) or hasattr(paths, "__fspath__")

@@ -35,7 +35,7 @@ import re
 
 from .blob import Blob
 from .findings import Context
-from .rules import resolver_allowed, target_allowed
+from .rules import SAFE_RESOLVERS, target_allowed
 
 __all__ = ["find_targets", "find_resolvers", "read_text_configs", "scan_parsed",
            "json_pairs", "parse_string_config"]
@@ -140,12 +140,24 @@ def find_resolvers(text: str) -> list[str]:
 
 
 def _check_strings(ctx: Context, member: str, strings, *, lineno: int | None = None) -> None:
+    """Resolver findings: each string's interpolations parsed with OmegaConf's own grammar
+    (:func:`~labkit.supplychain.formats.interpolation_problems`, the check
+    ``safe_instantiate`` uses too), and oversized strings that look like configs."""
+    from .formats import interpolation_problems
+
+    allowed = SAFE_RESOLVERS | ctx.extra_allow
     for where, s in strings:
-        for name in find_resolvers(s):
-            if not resolver_allowed(name, ctx.extra_allow):
-                at = f" at {where}" if where else ""
-                ctx.add(member, "resolver", f"${{{name}:...}}{at}: a resolver that can build "
-                        "nodes or run code", lineno=lineno)
+        at = f" at {where}" if where else ""
+        for problem in interpolation_problems(s, allowed):
+            ctx.add(member, "resolver", f"{problem}{at}", lineno=lineno)
+        if len(s) > _MAX_STRING_CONFIG and _config_like(s):
+            ctx.add(member, "budget", f"budget exceeded: a string of {len(s)} characters"
+                    f"{at} that may be a config is not parsed", lineno=lineno)
+
+
+def _config_like(s: str) -> bool:
+    head = s[:4096].lstrip()
+    return head[:1] in ("{", "[", "(", "!") or ":" in head or "_target_" in s
 
 
 def _target_ok(ctx: Context, target) -> bool:
@@ -184,14 +196,55 @@ def _loader():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _yaml_events(ctx: Context, member: str, text: str) -> bool:
-    """Walk every document's events. Returns True when the text is YAML with structure."""
+def _yaml_events(ctx: Context, member: str, text: str, *, toml: bool = False) -> bool:
+    """Walk every document's events with libyaml's parser and, where it stops, with
+    PyYAML's pure-Python one (which accepts reserved directives such as ``%FOO`` that
+    libyaml rejects): what either loader reads is checked. Returns True when the text is
+    YAML with structure. A parse error after a structured document is a ``config-error``
+    unless the text is TOML (a YAML loader then fails on it and builds nothing more)."""
+    import yaml
+
+    parsers = [_loader()]
+    if parsers[0] is not yaml.SafeLoader:
+        parsers.append(yaml.SafeLoader)
+    results = []
+    for loader in parsers:
+        res = _yaml_events_with(ctx, member, text, loader)
+        results.append(res)
+        if res[0] == "ok":
+            break
+    ok = [r for r in results if r[0] == "ok"]
+    strings = [x for r in results for x in r[2]]
+    if ok:
+        if not ok[0][1]:
+            return False  # a lone scalar is just text (its python tag, if any, is reported)
+        ctx.fmt(member, "yaml")
+        _after_yaml(ctx, member, strings)
+        return True
+    best = max(results, key=lambda r: r[1])
+    if not best[1]:
+        return False
+    ctx.fmt(member, "yaml")
+    if not toml:
+        docs, line = best[1], best[3]
+        ctx.add(member, "config-error",
+                f"YAML parse error after {docs} document(s)"
+                + (f" at line {line}" if line else "")
+                + ": the rest is not checked", lineno=line)
+    _after_yaml(ctx, member, strings)
+    return True
+
+
+def _yaml_events_with(ctx: Context, member: str, text: str, loader):
+    """One parser's pass: ``("ok", structured, strings, None)`` or ``("error",
+    structured_documents_read, strings, error_line)``."""
     import yaml
 
     stack: list[list] = []  # [kind, expecting_key, current_key]
     docs = structured_docs = 0
     structured = False
     strings: list[tuple[str, str, int]] = []
+    anchors: dict[str, object] = {}  # anchor -> its scalar value (None for a collection)
 
     def consumed() -> None:
         if stack and stack[-1][0] == "map":
@@ -205,7 +258,7 @@ def _yaml_events(ctx: Context, member: str, text: str) -> bool:
             and stack[-1][2] == "_target_"
 
     try:
-        for ev in yaml.parse(text, Loader=_loader()):
+        for ev in yaml.parse(text, Loader=loader):
             tag = getattr(ev, "tag", None)
             line = ev.start_mark.line + 1 if ev.start_mark is not None else None
             if tag and tag.startswith(_PY_TAG):
@@ -221,6 +274,8 @@ def _yaml_events(ctx: Context, member: str, text: str) -> bool:
                     ctx.add(member, "target", f"_target_ = <{type(ev).__name__[:-10].lower()}>"
                             f" at line {line}", lineno=line)
                 key = is_key()
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = None
                 stack.append(["map" if isinstance(ev, yaml.MappingStartEvent) else "seq",
                               True, None, key])
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -231,6 +286,8 @@ def _yaml_events(ctx: Context, member: str, text: str) -> bool:
                         stack[-1][2] = None  # a complex key
                     consumed()
             elif isinstance(ev, yaml.ScalarEvent):
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = ev.value
                 if is_key():
                     stack[-1][2] = ev.value
                 else:
@@ -242,27 +299,16 @@ def _yaml_events(ctx: Context, member: str, text: str) -> bool:
                                         ev.value, line))
                 consumed()
             elif isinstance(ev, yaml.AliasEvent):
-                if under_target():
+                if is_key():  # an alias used as a key: the anchored scalar is the key
+                    stack[-1][2] = anchors.get(ev.anchor)
+                elif under_target():
                     ctx.add(member, "target", f"_target_ = *{ev.anchor} at line {line}",
                             lineno=line)
                 consumed()
     except (yaml.YAMLError, ValueError, RecursionError, MemoryError) as e:
-        if structured_docs:  # a config document was read, a later one breaks
-            mark = getattr(e, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            ctx.fmt(member, "yaml")
-            ctx.add(member, "config-error",
-                    f"YAML parse error after {docs} document(s)"
-                    + (f" at line {line}" if line else "")
-                    + ": the rest is not checked", lineno=line)
-            _after_yaml(ctx, member, strings)
-            return True
-        return False
-    if not structured:
-        return False  # a lone scalar is just text (its python tag, if any, is reported)
-    ctx.fmt(member, "yaml")
-    _after_yaml(ctx, member, strings)
-    return True
+        mark = getattr(e, "problem_mark", None)
+        return ("error", structured_docs, strings, mark.line + 1 if mark is not None else None)
+    return ("ok", structured, strings, None)
 
 
 def _after_yaml(ctx: Context, member: str, strings) -> None:
@@ -317,9 +363,8 @@ def read_text_configs(ctx: Context, blob: Blob, member: str) -> None:
         return
     if blob.size > ctx.budget.max_text:
         ctx.fmt(member, "text")
-        if b"_target_" in blob.head(1 << 20) or b"!!python" in blob.head(1 << 20):
-            ctx.add(member, "budget", "budget exceeded: a large text mentions _target_ "
-                    "or a python tag")
+        ctx.add(member, "budget", f"budget exceeded: a text of {blob.size} bytes (over "
+                f"{ctx.budget.max_text}) is not parsed as JSON/YAML/TOML")
         return
     raw = blob.head(blob.size)
     done = set()
@@ -332,11 +377,15 @@ def read_text_configs(ctx: Context, blob: Blob, member: str) -> None:
         if text in done:
             continue
         done.add(text)
+        if enc not in ("utf-8", "utf-8-sig"):
+            ctx.fmt(member, "text")  # read, as text in another encoding (below)
         _read_text(ctx, member if enc in ("utf-8", "utf-8-sig") else f"{member}<{enc}>",
                    text)
 
 
 def _read_text(ctx: Context, member: str, text: str) -> None:
+    from . import formats
+
     s = text.lstrip(" \t\r\n")
     parsed_json = False
     if s[:1] in ("{", "["):
@@ -352,23 +401,26 @@ def _read_text(ctx: Context, member: str, text: str) -> None:
         if parsed_json:
             ctx.fmt(member, "json")
             scan_parsed(ctx, member, parsed)
+            formats.check_json(ctx, member, parsed)
+    toml = _parse_toml(text) if ("=" in text or "[" in text) else None
     if not parsed_json:
-        _yaml_events(ctx, member, text)
-    if "=" in text or "[" in text:
-        _read_toml(ctx, member, text)
+        _yaml_events(ctx, member, text, toml=toml is not None)
+    if toml is not None:
+        ctx.fmt(member, "toml")
+        scan_parsed(ctx, member, toml)
+    formats.check_text(ctx, member, text)
     ctx.fmt(member, "text")
 
 
-def _read_toml(ctx: Context, member: str, text: str) -> None:
+def _parse_toml(text: str) -> dict | None:
+    """``text`` as a non-empty TOML document (``tomllib``), else None. A file starting
+    with a ``[table]`` line is TOML, not broken YAML."""
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python < 3.11
-        return
+        return None
     try:
         parsed = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError):
-        return
-    if not parsed:
-        return
-    ctx.fmt(member, "toml")
-    scan_parsed(ctx, member, parsed)
+        return None
+    return parsed or None

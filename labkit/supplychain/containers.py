@@ -387,8 +387,9 @@ def read_safetensors(ctx: Context, blob: Blob, member: str, depth: int) -> None:
     if blob.size < 10:
         return
     (n,) = struct.unpack("<Q", blob.head(8))
-    if n < 2 or 8 + n > blob.size or blob.read(8, 1) != b"{":
-        return
+    first = blob.read(8, min(n, 1 << 20)).lstrip(b" \t\r\n")[:1]
+    if n < 2 or 8 + n > blob.size or first not in (b"{", b""):
+        return  # json.loads and serde_json skip leading whitespace: so does this reading
     if n > ctx.budget.max_header:
         ctx.fmt(member, "safetensors")
         ctx.add(member, "budget", f"budget exceeded: safetensors header of {n} bytes")

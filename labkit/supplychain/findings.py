@@ -45,6 +45,20 @@ KINDS: dict[str, str] = {
                    "'..'): extracting it writes elsewhere.",
     "budget": "The file exceeds the scanner's size/depth budget: not checked to the end.",
     "unreadable": "The input itself could not be opened or read.",
+    "unverified": "Bytes no reader of the scanner identifies or reads to the end (an unknown "
+                  "format, a 7-Zip archive, an HDF5 file without a readable model config, "
+                  "an optional reader that is not installed): not vouched for, never clean.",
+    "code": "A model format's own code hook: a Keras layer, module or function outside the "
+            "allow-list (Lambda, TorchModuleWrapper, TFSMLayer), a skops node that calls a "
+            "function or method, a TorchServe handler, a Hugging Face auto_map "
+            "(trust_remote_code), Python source in a model archive.",
+    "template": "A Jinja chat template that reaches Python internals (dunder attributes, "
+                "the attr filter, cycler/joiner/namespace/lipsum globals): server-side "
+                "template injection when rendered outside a sandbox.",
+    "template-trigger": "A chat template that branches on the text of a message: "
+                        "instructions that appear only for some inputs (review it).",
+    "external-path": "An ONNX tensor whose external data location is absolute or leaves "
+                     "the model folder: loading reads (or a converter writes) other files.",
 }
 """Every finding kind with a one-line meaning (one SARIF rule each)."""
 
@@ -109,10 +123,18 @@ class ScanReport:
         return bool(self.findings)
 
     @property
+    def unverified(self) -> bool:
+        """True when every finding is ``unverified``: nothing suspicious was seen, but part
+        of the file is in no format the scanner reads (it is not clean either)."""
+        return bool(self.findings) and all(f.kind == "unverified" for f in self.findings)
+
+    @property
     def verdict(self) -> str:
-        """``"unreadable"``, ``"flagged"`` or ``"clean"``."""
+        """``"unreadable"``, ``"flagged"``, ``"unverified"`` or ``"clean"``."""
         if self.unreadable:
             return "unreadable"
+        if self.unverified:
+            return "unverified"
         return "flagged" if self.findings else "clean"
 
     def __repr__(self) -> str:

@@ -159,7 +159,11 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
        must be plain JSON/YAML types;
     5. a string that interpolates with an OmegaConf resolver outside the read-only set
        (:data:`~labkit.supplychain.rules.SAFE_RESOLVERS`: ``oc.create``, ``eval``,
-       ...) is refused, in case a later consumer resolves it.
+       ...) is refused, in case a later consumer resolves it; so is a resolver name built
+       by interpolation (``${oc.${k}:...}``, ``${${r}:...}``), an escaped call
+       (``\\${eval:...}``: resolving the result again calls it) and anything OmegaConf's
+       own grammar cannot parse. The scanner uses the same check
+       (:func:`~labkit.supplychain.formats.interpolation_problems`).
 
     Parameters
     ----------
@@ -206,13 +210,12 @@ def safe_instantiate(config: Any, *, allow: Mapping[str, Any] | Iterable[str]) -
 
 def _build(node: Any, names: frozenset, pinned: dict | None, path: str) -> Any:
     if isinstance(node, str):
+        from .formats import interpolation_problems
         from .rules import SAFE_RESOLVERS
-        from .configs import find_resolvers
 
-        bad = [r for r in find_resolvers(node) if r not in SAFE_RESOLVERS and r not in names]
+        bad = interpolation_problems(node, SAFE_RESOLVERS | names)
         if bad:
-            raise BlockedTarget(f"{path or 'config'}: interpolation calls resolver "
-                                f"{bad[0]!r}, which can build nodes or run code")
+            raise BlockedTarget(f"{path or 'config'}: interpolation refused: {bad[0]}")
         return node
     if isinstance(node, _SCALARS):
         return node

@@ -1,7 +1,8 @@
 """Scan reports as text, JSON or SARIF 2.1.0 (for code-scanning services), and rows as a
 fixed-width text :class:`Table` (the comparison with other scanners prints one).
 
-SARIF: one rule per finding kind (:data:`~labkit.supplychain.findings.KINDS`), one result
+SARIF: one rule per finding kind (:data:`~labkit.supplychain.findings.KINDS`; ``unverified``,
+bytes in no format the scanner reads, is its own rule, level ``warning``), one result
 per finding, located by the file's URI plus a byte offset (``region.byteOffset``) for
 pickle opcodes and headers, or a line (``region.startLine``) for configs. Members of
 archives are named in the message and in ``properties.member``.
@@ -28,7 +29,8 @@ __all__ = ["to_text", "to_json", "to_sarif", "SARIF_SCHEMA", "Table", "table"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"unreadable": "error", "budget": "warning", "config-error": "warning",
-          "unreadable-member": "warning", "malformed": "warning"}
+          "unreadable-member": "warning", "malformed": "warning", "unverified": "warning",
+          "template-trigger": "warning"}
 
 
 def to_text(reports: Sequence[ScanReport]) -> str:

@@ -10,11 +10,15 @@ all readings are reported together:
 * as a zip, tar, ``.npy``, safetensors file or compressed stream (:mod:`.containers`),
   each member and each decompressed stream read once and read again in every format;
 * as JSON, YAML (every document) or TOML text in any Unicode encoding the parsers
-  accept, with OmegaConf interpolations (:mod:`.configs`).
+  accept, with OmegaConf interpolations (:mod:`.configs`);
+* as one of today's model formats (:mod:`.formats`): Keras configs (``.keras``, HDF5),
+  GGUF and Jinja chat templates, Hugging Face ``auto_map``, ONNX external data, skops
+  schemas, TorchServe manifests, code members, 7-Zip (recognised, not read).
 
 Fail closed: a stream that claims a format and breaks, a part the model cannot follow,
 and anything beyond the :class:`~labkit.supplychain.findings.ScanBudget` is a finding,
-never "clean". A file is clean only with no finding at all.
+never "clean"; bytes that no reading recognises (not even as text) are ``unverified``.
+A file is clean only with no finding at all.
 
 References
 ----------
@@ -35,7 +39,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from . import configs, containers
+from . import configs, containers, formats
 from .blob import Blob
 from .configs import find_targets
 from .findings import BudgetExceeded, Context, Finding, ScanBudget, ScanReport
@@ -98,6 +102,7 @@ def _scan_blob(ctx: Context, blob: Blob, member: str, depth: int) -> set[str]:
         ctx.add(member, "budget", "budget exceeded: containers nested too deeply")
         return set()
     ctx.stats["readings"] += 1
+    before = len(ctx.findings)
     keys: set[str] = set()
     readings = [
         ("pickle", lambda: keys.update(_scan_pickle(ctx, blob, member, depth))),
@@ -107,6 +112,7 @@ def _scan_blob(ctx: Context, blob: Blob, member: str, depth: int) -> set[str]:
         ("safetensors", lambda: containers.read_safetensors(ctx, blob, member, depth)),
         ("compressed", lambda: containers.read_compressed(ctx, blob, member, depth)),
         ("sqlite", lambda: containers.read_sqlite(ctx, blob, member, depth)),
+        ("formats", lambda: formats.read_formats(ctx, blob, member, depth)),
         ("config", lambda: configs.read_text_configs(ctx, blob, member)),
     ]
     for _, read in readings:
@@ -119,7 +125,15 @@ def _scan_blob(ctx: Context, blob: Blob, member: str, depth: int) -> set[str]:
         except _READ_ERRORS as e:
             ctx.add(member, "unreadable-member", f"{type(e).__name__}: {e}")
     if not ctx.has_format(member):
-        ctx.fmt(member, "data")
+        if blob.size == 0:
+            ctx.fmt(member, "empty")
+        else:
+            ctx.fmt(member, "data")
+        # (a reading that stopped on a budget or a broken member has already said so)
+        if blob.size and not any(f.member == member for f in ctx.findings[before:]):
+            ctx.add(member, "unverified", f"{blob.size} bytes in no format the scanner reads "
+                    "(not a pickle, archive, array, config, text or known model format): "
+                    "not vouched for")
     return keys
 
 
@@ -192,7 +206,8 @@ def scan_file(path: str | os.PathLike, *, allow: Iterable[str] | None = None,
     Returns
     -------
     ScanReport
-        ``verdict`` is ``"clean"``, ``"flagged"`` or ``"unreadable"``.
+        ``verdict`` is ``"clean"``, ``"flagged"``, ``"unverified"`` (the only findings
+        say that part of the file is in no format the scanner reads) or ``"unreadable"``.
 
     Examples
     --------
@@ -306,8 +321,9 @@ def sniff_all(head: bytes) -> list[str]:
     """The formats whose first bytes ``head`` has (a polyglot has several).
 
     Returns a subset of ``zip``, ``gzip``, ``bz2``, ``xz``, ``lzma``, ``lz4``, ``tar``,
-    ``npy``, ``pickle`` (protocol 2+ header), ``safetensors``, ``text``; ``["data"]`` when
-    none. The scanner itself does not rely on this: it tries every reading.
+    ``npy``, ``pickle`` (protocol 2+ header), ``safetensors``, ``gguf``, ``hdf5``, ``7z``,
+    ``text``; ``["data"]`` when none. The scanner itself does not rely on this: it tries
+    every reading.
     """
     out = []
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -323,6 +339,10 @@ def sniff_all(head: bytes) -> list[str]:
         out.append("pickle")
     if len(head) >= 10 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") >= 2:
         out.append("safetensors")
+    for name, magic in (("gguf", formats.GGUF_MAGIC), ("hdf5", formats.HDF5_MAGIC),
+                        ("7z", formats.SEVENZIP_MAGIC)):
+        if head.startswith(magic):
+            out.append(name)
     if configs._encodings(head[:4096]) and any(
             configs._textlike(head[:4096], e) for e in configs._encodings(head[:4096])):
         out.append("text")
