@@ -40,6 +40,7 @@ LESSON_TESTS = {
     "test_scan_cost.py": (6,),
     "test_scan_fuzz.py": (6,),
     "test_scan_precommit.py": (6,),
+    "test_scan_regression.py": (6,),
     "test_supplychain_corpus.py": (6,),
     "test_supplychain_fuzz.py": (6,),
     "test_supplychain_instantiate.py": (6,),

@@ -82,6 +82,11 @@ LOADERS: dict[str, str] = {
             "torch.load(model_weights.ckpt, weights_only=False)",
     "nemo_safe": "safe_instantiate(model_config.yaml); "
                  "torch.load(model_weights.ckpt, weights_only=True)",
+    "chat_template": "the chat template of a GGUF file, tokenizer_config.json or .jinja "
+                     "file rendered with jinja2.Environment (no sandbox: llama-cpp-python "
+                     "before 0.2.72, CVE-2024-34359)",
+    "chat_template_safe": "the same template rendered in jinja2's "
+                          "ImmutableSandboxedEnvironment (what transformers does)",
 }
 """Loader name -> what it does. Every loader whose name has no ``_safe``/``_exact``
 suffix (and is not ``safetensors`` or ``text``) is a vulnerable pattern."""
@@ -424,7 +429,7 @@ def _classify(exc: BaseException) -> str:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         name, msg = type(e).__name__, str(e)
-        if name in ("BlockedTarget", "SandboxViolation", "ConstructorError"):
+        if name in ("BlockedTarget", "SandboxViolation", "ConstructorError", "SecurityError"):
             return "blocked"
         if name == "UnpicklingError" and "eights only" in msg:  # torch's weights_only
             return "blocked"
@@ -536,6 +541,8 @@ def _run_loader(path: str, loader: str, allow: list[str]) -> Any:
         return load_file(path)
     if loader == "text":
         return Path(path).read_text()
+    if loader in ("chat_template", "chat_template_safe"):
+        return _render_chat_template(path, sandboxed=loader == "chat_template_safe")
     if loader in ("config", "config_prefix", "nemo"):
         from hydra.utils import instantiate
 
@@ -554,6 +561,33 @@ def _run_loader(path: str, loader: str, allow: list[str]) -> Any:
             _run_loader_nemo_weights(path, safe=True)
         return built
     raise ValueError(f"unknown loader {loader!r}")
+
+
+def chat_template_of(path: str | os.PathLike) -> str:
+    """The chat template a file carries: a GGUF file's ``tokenizer.chat_template``, a
+    JSON file's ``chat_template`` (the first one of a list), or the text itself."""
+    data = Path(path).read_bytes()
+    if data[:4] == b"GGUF":
+        from .blob import Blob
+        from .formats import gguf_metadata
+
+        return gguf_metadata(Blob(data))["metadata"]["tokenizer.chat_template"]
+    if data.lstrip()[:1] == b"{":
+        tpl = json.loads(data)["chat_template"]
+        return tpl if isinstance(tpl, str) else tpl[0]["template"]
+    return data.decode()
+
+
+def _render_chat_template(path: str, *, sandboxed: bool) -> str:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = (ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment)(
+        extensions=["jinja2.ext.loopcontrols"])
+    messages = [{"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": "Hello"}]
+    return env.from_string(chat_template_of(path)).render(
+        messages=messages, add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
 
 
 def _run_loader_nemo_weights(path: str, *, safe: bool) -> None:
