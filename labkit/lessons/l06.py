@@ -26,14 +26,15 @@ from ..supplychain.loaders import (POLICIES, BlockedTarget, load_artifacts, load
                                    read_config, safe_instantiate)
 from ..supplychain.output import Table, table
 from ..supplychain.payloads import ZOO_TARGETS, Artifact, benign_checkpoint, build, make_workdir
-from ..supplychain.pinning import verify_all, write_lock
+from ..supplychain.pinning import PinError, sha256_file, verify, verify_all, write_lock
 from ..supplychain.scanner import ScanReport, find_targets, pickle_ops, scan_file
 from .exercises import exercise
 
 __all__ = ["Table", "describe", "scan_table", "scan_summary", "ladder", "LADDER_CONFIGS",
            "third_party_table", "opcode_table", "fire_table", "compare_loaders",
            "readings_table", "try_instantiate", "tamper_demo", "CONFIG_BENIGN",
-           "CONFIG_MALICIOUS"]
+           "CONFIG_MALICIOUS", "hub_publish", "hub_delete", "hub_download",
+           "namespace_reuse_demo"]
 
 
 # ---- tables for the notebook --------------------------------------------------------
@@ -253,6 +254,101 @@ def tamper_demo(root: str | os.PathLike, *, rng=0, tampered: int = 1) -> Path:
     data[-200] ^= 0x01  # one bit in a tensor: loads fine, still not what was reviewed
     paths[tampered].write_bytes(bytes(data))
     return lock
+
+
+# ---- names are not trust: namespace reuse on a (local, simulated) model hub -----------
+
+
+def hub_publish(hub: str | os.PathLike, repo_id: str, src: str | os.PathLike) -> str:
+    """Publish ``src`` as ``model.pt`` of ``repo_id`` (``"author/name"``) on a local
+    folder that plays a model hub; returns the new revision id (like a commit id: a hash
+    of the content) and points the repository's ``main`` at it."""
+    data = Path(src).read_bytes()
+    import hashlib
+
+    rev = hashlib.sha256(repo_id.encode() + b"\0" + data).hexdigest()[:12]
+    folder = Path(hub) / repo_id
+    (folder / rev).mkdir(parents=True, exist_ok=True)
+    (folder / rev / "model.pt").write_bytes(data)
+    (folder / "main").write_text(rev)
+    return rev
+
+
+def hub_delete(hub: str | os.PathLike, repo_id: str) -> None:
+    """The author deletes the repository (or the whole account): the name is free again."""
+    shutil.rmtree(Path(hub) / repo_id)
+
+
+def hub_download(hub: str | os.PathLike, repo_id: str, cache: str | os.PathLike, *,
+                 revision: str = "main") -> Path:
+    """Download ``repo_id`` at ``revision`` (``"main"``: whatever the name points at now)
+    into ``cache/<author>/<name>/model.pt``, as hub clients cache by name. Raises
+    FileNotFoundError when the repository or the revision does not exist."""
+    folder = Path(hub) / repo_id
+    rev = (folder / "main").read_text() if revision == "main" else revision
+    src = folder / rev / "model.pt"
+    if not src.is_file():
+        raise FileNotFoundError(f"{repo_id} has no revision {revision!r}")
+    dest = Path(cache) / repo_id / "model.pt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(src.read_bytes())
+    return dest
+
+
+def namespace_reuse_demo(root: str | os.PathLike, *, rng=0) -> Table:
+    """A model name that changes hands, and what revision and hash pinning do about it.
+
+    ``alice/tiny-net`` is published, reviewed (scanned, loaded safely) and pinned: the
+    revision id is written down and the downloaded file's SHA-256 goes into a lock file.
+    Then alice deletes her account, and someone else registers the same name and
+    publishes a checkpoint with a canary payload (Unit 42, 2025: model namespace reuse on
+    public hubs). Three ways to ask for the model again, one row each. Nothing is loaded:
+    each row says what the request would hand to your loader.
+
+    Parameters
+    ----------
+    root : path-like
+        A temp folder this lesson made (the hub, the cache and the lock live in it).
+    rng : int, optional
+        Seed of the benign checkpoint.
+    """
+    root = Path(root)
+    hub, cache = root / "hub", root / "cache"
+    root.mkdir(parents=True, exist_ok=True)
+    original = benign_checkpoint(root / "alice_model.pt", rng=rng)
+    reviewed_rev = hub_publish(hub, "alice/tiny-net", original)
+    reviewed = hub_download(hub, "alice/tiny-net", cache, revision=reviewed_rev)
+    lock = write_lock([reviewed], cache / "models.lock")
+    reviewed_sha = sha256_file(reviewed)
+
+    hub_delete(hub, "alice/tiny-net")                       # the name is free ...
+    payload = build("torch_reduce", root / "mallory", rng=rng)
+    hub_publish(hub, "alice/tiny-net", payload.path)         # ... and taken by someone else
+
+    rows = []
+    got = hub_download(hub, "alice/tiny-net", cache)
+    rows.append({"request": "alice/tiny-net (latest)", "you get": "the new owner's file",
+                 "same sha256 as reviewed": sha256_file(got) == reviewed_sha,
+                 "scan": scan_file(got).verdict, "outcome": "handed to your loader"})
+    try:
+        hub_download(hub, "alice/tiny-net", cache, revision=reviewed_rev)
+        outcome, you_get = "loaded", "the reviewed file"
+    except FileNotFoundError:
+        outcome, you_get = "refused: revision not found", "nothing"
+    rows.append({"request": "alice/tiny-net @ reviewed revision", "you get": you_get,
+                 "same sha256 as reviewed": "-", "scan": "-", "outcome": outcome})
+    got = hub_download(hub, "alice/tiny-net", cache)
+    try:
+        verify(got, lock)
+        outcome = "loaded"
+    except PinError:
+        outcome = "refused: sha256 differs from the lock"
+    rows.append({"request": "alice/tiny-net (latest) + lock check", "you get": "the new "
+                 "owner's file", "same sha256 as reviewed": sha256_file(got) == reviewed_sha,
+                 "scan": scan_file(got).verdict, "outcome": outcome})
+    if payload.marker is not None and payload.marker.exists():  # pragma: no cover
+        raise RuntimeError("the canary fired: nothing in this demo may load the payload")
+    return table(rows)
 
 
 # ---- exercises ------------------------------------------------------------------------

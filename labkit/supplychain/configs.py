@@ -149,7 +149,9 @@ def _check_strings(ctx: Context, member: str, strings, *, lineno: int | None = N
     for where, s in strings:
         at = f" at {where}" if where else ""
         for problem in interpolation_problems(s, allowed):
-            ctx.add(member, "resolver", f"{problem}{at}", lineno=lineno)
+            head, _, why = problem.partition(": ")
+            ctx.add(member, "resolver", f"{head}{at}: {why}" if why else f"{problem}{at}",
+                    lineno=lineno)
         if len(s) > _MAX_STRING_CONFIG and _config_like(s):
             ctx.add(member, "budget", f"budget exceeded: a string of {len(s)} characters"
                     f"{at} that may be a config is not parsed", lineno=lineno)
@@ -401,14 +403,14 @@ def _read_text(ctx: Context, member: str, text: str) -> None:
         if parsed_json:
             ctx.fmt(member, "json")
             scan_parsed(ctx, member, parsed)
-            formats.check_json(ctx, member, parsed)
+            formats.read_json_formats(ctx, member, parsed)
     toml = _parse_toml(text) if ("=" in text or "[" in text) else None
     if not parsed_json:
         _yaml_events(ctx, member, text, toml=toml is not None)
     if toml is not None:
         ctx.fmt(member, "toml")
         scan_parsed(ctx, member, toml)
-    formats.check_text(ctx, member, text)
+    formats.read_text_formats(ctx, member, text)
     ctx.fmt(member, "text")
 
 

@@ -50,8 +50,9 @@ import struct
 from .blob import Blob
 from .findings import Context
 
-__all__ = ["read_formats", "check_json", "check_text", "keras_findings", "template_findings",
-           "gguf_metadata", "onnx_external_locations", "interpolation_problems",
+__all__ = ["read_formats", "read_json_formats", "read_text_formats", "keras_findings",
+           "template_findings", "gguf_metadata", "onnx_external_locations",
+           "interpolation_problems",
            "KERAS_MODULES", "KERAS_CODE", "SKOPS_CODE_LOADERS", "SKOPS_TRUSTED",
            "TEMPLATE_GADGETS", "TORCHSERVE_HANDLERS", "CODE_MEMBERS"]
 
@@ -680,7 +681,7 @@ def _report_template(ctx: Context, member: str, src: str, *, where: str,
 # --------------------------------------------------------------------------------------
 
 
-def check_json(ctx: Context, member: str, parsed) -> None:
+def read_json_formats(ctx: Context, member: str, parsed) -> None:
     """Format rules on a parsed JSON document: Keras configs, Hugging Face ``auto_map``
     and ``chat_template``, skops schemas, TorchServe manifests, skops model references.
     Duplicate keys (kept aside by :func:`~labkit.supplychain.configs.json_pairs`; ``json``
@@ -688,7 +689,7 @@ def check_json(ctx: Context, member: str, parsed) -> None:
     if isinstance(parsed, dict):
         for dup in parsed.get("\x00dup", ()):
             if isinstance(dup, dict):
-                check_json(ctx, member, dup)
+                read_json_formats(ctx, member, dup)
     if isinstance(parsed, list) and parsed and all(is_keras_config(x) for x in parsed):
         for x in parsed:
             _keras_report(ctx, member, x)
@@ -779,7 +780,7 @@ def skops_findings(schema: dict, allow=frozenset()) -> list[tuple[str, str]]:
     return list(dict.fromkeys(out))
 
 
-def check_text(ctx: Context, member: str, text: str) -> None:
+def read_text_formats(ctx: Context, member: str, text: str) -> None:
     """Rules on a decoded text: Jinja templates (``{% ... %}``/``{{ ... }}``, explicit for
     ``*.jinja`` names) and a model card's front matter naming a pickled model."""
     name = _member_name(ctx, member).lower()
@@ -948,8 +949,8 @@ def _textual_calls(s: str) -> tuple[list[str], list[str]]:
             if not name:
                 problems.append("a resolver call without a plain name")
         elif nxt == "$" or (nxt == "." and s[j + 1:j + 3] == "${"):
-            problems.append(f"a resolver or node name built by interpolation at "
-                            f"{s[i:i + 24]!r}")
+            problems.append(f"a resolver or node name built by interpolation "
+                            f"({s[i:i + 24]!r})")
         i = s.find("${", i + 2)
     return names, problems
 
@@ -967,8 +968,8 @@ def interpolation_problems(s: str, allowed) -> list[str]:
     --------
     >>> interpolation_problems("${oc.env:HOME}/x", {"oc.env"})
     []
-    >>> interpolation_problems("${oc.${k}:1}", {"oc.env"})[0][:31]
-    'a resolver name built by interpo'
+    >>> interpolation_problems("${eval:1}", {"oc.env"})
+    ['${eval:...}: a resolver that can build nodes or run code']
     """
     if "${" not in s:
         return []
@@ -993,7 +994,7 @@ def interpolation_problems(s: str, allowed) -> list[str]:
         problems.append("an interpolation the scanner cannot parse without OmegaConf")
     for name in dict.fromkeys(names):
         if name not in allowed:
-            problems.append(f"resolver {name!r}, which can build nodes or run code")
+            problems.append(f"${{{name}:...}}: a resolver that can build nodes or run code")
     return list(dict.fromkeys(problems))
 
 
