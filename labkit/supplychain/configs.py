@@ -42,6 +42,8 @@ __all__ = ["find_targets", "find_resolvers", "read_text_configs", "scan_parsed",
 
 _MAX_STRING_CONFIG = 1 << 20  # a string value re-parsed as a config
 _PY_TAG = "tag:yaml.org,2002:python/"
+_DIRECTIVE = re.compile(r"(?m)^%")
+_MAX_PY_BRACKETS = 2000  # PyYAML's pure-Python parser only below this many { and [
 _RESOLVER = re.compile(r"(?<!\\)\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
 
 
@@ -206,15 +208,15 @@ def _yaml_events(ctx: Context, member: str, text: str, *, toml: bool = False) ->
     unless the text is TOML (a YAML loader then fails on it and builds nothing more)."""
     import yaml
 
-    parsers = [_loader()]
-    if parsers[0] is not yaml.SafeLoader:
-        parsers.append(yaml.SafeLoader)
-    results = []
-    for loader in parsers:
-        res = _yaml_events_with(ctx, member, text, loader)
-        results.append(res)
-        if res[0] == "ok":
-            break
+    results = [_yaml_events_with(ctx, member, text, _loader())]
+    if results[0][0] != "ok" and _loader() is not yaml.SafeLoader and _DIRECTIVE.search(text):
+        # libyaml stopped, and the text has directives PyYAML may accept. PyYAML's scanner
+        # is quadratic in flow nesting, so it runs only on texts with few brackets.
+        if text.count("{") + text.count("[") <= _MAX_PY_BRACKETS:
+            results.append(_yaml_events_with(ctx, member, text, yaml.SafeLoader))
+        else:
+            ctx.add(member, "config-error", "libyaml rejects this YAML and it has too many "
+                    "brackets for PyYAML's parser within the budget: not checked")
     ok = [r for r in results if r[0] == "ok"]
     strings = [x for r in results for x in r[2]]
     if ok:

@@ -452,26 +452,49 @@ def _read_gguf(ctx: Context, blob: Blob, member: str) -> None:
 # --------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"^\s*(<\|?[^<>\s]{0,64}\|?>|\[/?[A-Za-z_]{1,32}\]|<[^<>]{0,64}>)\s*$")
-_BLOCK = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
 _ESCAPED_UNDERSCORE = re.compile(r"\\x5f|\\u005f|\\137|\\N\{LOW LINE\}", re.I)
-_JINJA_HINT = re.compile(r"\{%-?\s*(if|for|set|macro)\b|\{\{.*?\}\}", re.S)
+
+
+def _blocks(src: str):
+    """The code inside each ``{{ ... }}`` and ``{% ... %}`` block, in linear time (no
+    backtracking regex on attacker-sized text)."""
+    i, nxt = 0, {"{{": src.find("{{"), "{%": src.find("{%")}
+    while True:
+        for opener, at in nxt.items():   # each search restarts only once it is passed
+            if 0 <= at < i:
+                nxt[opener] = src.find(opener, i)
+        starts = [x for x in nxt.values() if x >= 0]
+        if not starts:
+            return
+        a = min(starts)
+        b = src.find("}}" if src[a + 1] == "{" else "%}", a + 2)
+        if b < 0:
+            return
+        yield src[a + 2:b]
+        i = b + 2
+
+
+def _looks_like_template(text: str) -> bool:
+    return "{%" in text or ("{{" in text and "}}" in text)
+
+
+_ATTR_FILTER = re.compile(r"\|\s*attr\b")
+_GADGET_USE = re.compile(r"(?<![\w.])(" + "|".join(sorted(TEMPLATE_GADGETS)) + r")\s*[.\[]")
 
 
 def _regex_template(src: str) -> list[tuple[str, str]]:
     """The rules that need no parser: dunders, escapes of ``_``, ``attr`` and gadget
     globals inside Jinja blocks."""
     out = []
-    for m in _BLOCK.finditer(src):
-        code = m.group(1) if m.group(1) is not None else m.group(2)
+    for code in _blocks(src):
         if "__" in code:
             out.append(("template", "a dunder name inside a template block"))
         if _ESCAPED_UNDERSCORE.search(code):
             out.append(("template", "an escaped underscore inside a template block"))
-        if re.search(r"\|\s*attr\b", code):
+        if _ATTR_FILTER.search(code):
             out.append(("template", "the attr filter (attribute access by a string)"))
-        for g in TEMPLATE_GADGETS:
-            if re.search(rf"(?<![\w.]){g}\s*[.\[]", code):
-                out.append(("template", f"attribute of the {g!r} global"))
+        for m in _GADGET_USE.finditer(code):
+            out.append(("template", f"attribute of the {m.group(1)!r} global"))
     return list(dict.fromkeys(out))
 
 
@@ -785,7 +808,7 @@ def read_text_formats(ctx: Context, member: str, text: str) -> None:
     ``*.jinja`` names) and a model card's front matter naming a pickled model."""
     name = _member_name(ctx, member).lower()
     explicit = name.endswith((".jinja", ".jinja2", ".j2"))
-    if explicit or _JINJA_HINT.search(text[:1 << 20]):
+    if explicit or _looks_like_template(text):
         _report_template(ctx, member, text, where="template", explicit=explicit)
     if text.startswith("---") and name.endswith(".md"):
         end = text.find("\n---", 3)
