@@ -39,6 +39,7 @@ LESSON_TESTS = {
     "test_scan_cli.py": (6,),
     "test_scan_cost.py": (6,),
     "test_scan_fuzz.py": (6,),
+    "test_scan_joblib.py": (6,),
     "test_scan_precommit.py": (6,),
     "test_scan_regression.py": (6,),
     "test_supplychain_corpus.py": (6,),

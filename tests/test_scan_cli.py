@@ -141,3 +141,38 @@ def test_python_m_labkit_scan_without_torch(files):
     assert p.returncode == 0, p.stderr[-2000:]
     p = _run(code, "scan", str(files["raw_pickle_p4"]))
     assert p.returncode == 1, p.stderr[-2000:]
+
+
+def test_scan_file_never_opens_a_fifo_or_a_device(tmp_path):
+    """``scan_file`` itself (not only the CLI) reports special files unreadable from
+    ``os.stat`` alone: opening a FIFO would block, /dev/zero never ends."""
+    from labkit.supplychain.scanner import scan_file
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "a FIFO"), ("/dev/zero", "a device"), (tmp_path, "a folder")):
+        r = scan_file(path)
+        assert r.verdict == "unreadable" and r.findings[0].detail.startswith(what), r.findings
+
+
+def test_a_folder_that_cannot_be_listed_is_unreadable_not_skipped(tmp_path, monkeypatch):
+    """os.walk skips folders it cannot list unless asked; a skipped folder's files would
+    silently count as clean. (Root ignores permission bits, so the refusal is simulated.)"""
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "w.pkl").write_bytes(pickle.dumps([1.0]))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "evil.pkl").write_bytes(pickle.dumps([1.0]))
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    reports = scan_paths([tmp_path])
+    assert [(Path(r.path).name, r.verdict) for r in reports] == [
+        ("locked", "unreadable"), ("w.pkl", "clean")]
+    assert "folder not listed" in reports[0].findings[0].detail
+    assert cli.main([str(tmp_path)]) == 2

@@ -30,7 +30,9 @@ def test_hook_manifest():
     import re
 
     files = re.compile(hook["files"])
-    for name in ("model.pt", "w.SAFETENSORS", "cfg.yaml", "a.npz", "m.nemo", "c.toml"):
+    for name in ("model.pt", "w.SAFETENSORS", "cfg.yaml", "a.npz", "m.nemo", "c.toml",
+                 "m.keras", "m.h5", "m.gguf", "m.onnx", "m.skops", "h.mar", "m.7z",
+                 "w.pkl.zst", "cache.sqlite", "chat_template.jinja", "tokenizer_config.json"):
         assert files.search(name), name
     assert not files.search("train.py")
 

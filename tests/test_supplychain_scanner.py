@@ -18,12 +18,12 @@ def kinds(report):
     return sorted({f.kind for f in report.findings})
 
 
-def test_default_allow_is_torch_weights_only_plus_numpy():
+def test_default_allow_is_torch_weights_only_plus_numpy_and_joblib_arrays():
     from torch import _weights_only_unpickler as wo
 
     torch_names = set(wo._get_allowed_globals())
     assert torch_names <= DEFAULT_ALLOW
-    extra = DEFAULT_ALLOW - torch_names
+    extra = DEFAULT_ALLOW - torch_names - {"joblib.numpy_pickle.NumpyArrayWrapper"}
     assert extra and all(n.startswith("numpy.") for n in extra)
 
 

@@ -22,38 +22,9 @@ labkit.supplychain.scanner.scan_paths
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
 
 __all__ = ["add_parser", "run_scan", "main", "scan", "exit_status"]
-
-
-def _special(path: str) -> str | None:
-    """What ``path`` is when it is neither a regular file nor a folder (``"a FIFO"``, ...),
-    from ``os.stat`` alone: opening a FIFO blocks and a device such as /dev/zero never ends."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None   # the scanner reports it unreadable
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return None
-    return ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "a special file")
-
-
-def _scan_all(paths, allow) -> list:
-    """:func:`~.scanner.scan_paths`, but a FIFO, device or socket (given, or met in a folder)
-    is reported unreadable without being opened."""
-    from .findings import Finding, ScanReport
-    from .scanner import _walk_paths, scan_file
-
-    allow, reports = tuple(allow or ()), []
-    for p in _walk_paths(paths):
-        what = _special(p)
-        reports.append(scan_file(p, allow=allow) if what is None else ScanReport(
-            p, (Finding(p, "", "unreadable", f"{what}, not a regular file: not opened"),)))
-    return reports
 
 
 def add_parser(subparsers) -> None:
@@ -92,7 +63,9 @@ def run_scan(args: argparse.Namespace, *, summary_file=None) -> int:
     from . import output
 
     fmt = args.format or ("json" if args.json else "text")
-    reports = _scan_all(args.paths, args.allow)
+    from .scanner import scan_paths
+
+    reports = scan_paths(args.paths, allow=args.allow)
     if fmt == "json":
         print(output.dumps(output.to_json(reports)))
     elif fmt == "sarif":

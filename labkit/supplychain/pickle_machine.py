@@ -129,6 +129,13 @@ class _Global:
 @dataclass(frozen=True)
 class _Obj:
     made_by: str  # the name of the callable/class, "" when unknown
+    # a numpy dtype's [type code, BUILD state] (joblib's inline arrays need its item size)
+    info: object = field(default=None, compare=False)
+
+
+class _StateDict(dict):
+    """The state dict of a joblib array wrapper, its ``str`` keys and values kept: the
+    wrapper's ``BUILD`` reads ``shape * itemsize`` bytes of array data from the stream."""
 
 
 @dataclass(frozen=True)
@@ -288,12 +295,17 @@ class _Machine:
     """The unpickler's state while walking one blob (``Unpickler`` in ``_pickle.c``)."""
 
     def __init__(self, blob: Blob, offset: int, *, max_line: int, follow: bool,
-                 persistent: bool, trace: bool, keep_memo: bool):
+                 persistent: bool, trace: bool, keep_memo: bool, max_ops: int | None = None,
+                 inline_arrays: bool = True):
         self.blob, self.buf, self.base = blob, blob.buf, blob.start
         self.end = blob.start + blob.size
         self.pos = self.op_start = self.pickle_start = blob.start + offset
         self.max_line, self.follow, self.persistent = max_line, follow, persistent
-        self.keep_memo = keep_memo
+        self.keep_memo, self.max_ops = keep_memo, max_ops
+        # joblib's unpickler reads array data after its wrappers' BUILD; the plain
+        # unpickler it runs on an object array's nested pickle does not
+        self.inline_arrays = inline_arrays
+        self.frame_end = -1
         self.stack: list = []
         self.marks: list[int] = []
         self.memo: dict[int, object] = {}
@@ -426,7 +438,9 @@ def _proto(m: _Machine, name: str, arg) -> None:
 
 
 def _frame(m: _Machine, name: str, arg) -> None:
-    """Frames only group opcodes; ignoring them over-approximates."""
+    """Frames only group opcodes; ignoring them over-approximates. Where the frame ends
+    matters to joblib alone (its array data is read from the file, past the frame)."""
+    m.frame_end = m.pos + arg
 
 
 def _stop(m: _Machine, name: str, arg) -> bool:
@@ -543,7 +557,16 @@ def _int_line(m: _Machine, name: str, arg) -> None:
 
 
 def _const(m: _Machine, name: str, arg) -> None:
+    if name == "EMPTY_DICT" and _wraps_array(m):
+        m.push(_StateDict())
+        return
     m.push(_CONST[name])
+
+
+def _wraps_array(m: _Machine) -> bool:
+    """The dict about to be pushed is a joblib array wrapper's state."""
+    top = m.stack[-1] if len(m.stack) > m.fence() else None
+    return m.inline_arrays and type(top) is _Obj and top.made_by in _INLINE_DATA
 
 
 def _empty_tuple(m: _Machine, name: str, arg) -> None:
@@ -612,7 +635,9 @@ def _add_items(m: _Machine, name: str, arg) -> None:
     if x == len(stack):
         return
     target = stack[x - 1]
-    if target is not _ADDS_TO[name]:
+    if type(target) is _StateDict and name in ("SETITEM", "SETITEMS"):
+        target.update((k, v) for k, v in zip(stack[x::2], stack[x + 1::2]) if type(k) is str)
+    elif target is not _ADDS_TO[name]:
         _method_on(m, name, target)
     odd = name in ("SETITEM", "SETITEMS") and (len(stack) - x) % 2
     del stack[x:]
@@ -697,11 +722,15 @@ def _obj(m: _Machine, name: str, arg) -> None:
 
 
 def _reduce(m: _Machine, name: str, arg) -> None:
-    m.pop()
+    args = m.pop()
     fn = m.pop()
     if not _callable(fn):
         raise _Stop(f"{name}: not callable")
-    m.push(_Obj(_made_by(fn)))
+    made_by = _made_by(fn)
+    if made_by == "numpy.dtype" and type(args) is tuple and args and type(args[0]) is str:
+        m.push(_Obj(made_by, [args[0], None]))   # numpy.dtype('f8', False, True)
+        return
+    m.push(_Obj(made_by))
 
 
 def _newobj_ex(m: _Machine, name: str, arg) -> None:
@@ -716,13 +745,81 @@ def _build(m: _Machine, name: str, arg) -> bool:
     """``load_build``: ``__setstate__`` when the object has one (a call), else the state
     updates ``__dict__``/slots; a ``None`` or empty state on anything is a no-op. The
     model never stops here: it records the call on objects made by imports."""
-    m.pop()
+    state = m.pop()
     obj = m.top()
-    if isinstance(obj, _Obj) and obj.made_by in _INLINE_DATA:
-        m.event("unmodelled", f"{obj.made_by} reads array data from inside the stream")
-        return True
+    if m.inline_arrays and isinstance(obj, _Obj) and obj.made_by in _INLINE_DATA:
+        why = _inline_array(m, state)
+        if why:
+            m.event("unmodelled", f"{obj.made_by} reads array data from inside the stream "
+                                  f"({why})")
+            return True
+        return False
+    if isinstance(obj, _Obj) and type(obj.info) is list and type(state) is tuple:
+        obj.info[1] = state   # a numpy dtype's (version, byte order, ..., elsize, ...)
     _method_on(m, name, obj)  # rules: fine on objects of allowed types
     return False
+
+
+_FIXED_SIZE = set("biufcmM")   # numpy kinds whose type code ends in the item size
+
+
+def _itemsize(dtype) -> int | None:
+    """The item size numpy gives ``dtype`` (a ``numpy.dtype`` object of the model), or
+    ``None`` when the model cannot tell: ``elsize`` of its BUILD state when set (strings,
+    unicode, records), else the digits of a fixed-size code (``'f8'``, ``'<i4'``)."""
+    if not (isinstance(dtype, _Obj) and dtype.made_by == "numpy.dtype" and type(dtype.info) is list):
+        return None
+    code, state = dtype.info
+    if type(state) is tuple and len(state) > 5 and type(state[5]) is int and state[5] > 0:
+        return state[5]
+    code = code.lstrip("<>|=")
+    if code[:1] in _FIXED_SIZE and code[1:].isdigit() and (state is None or state[5:6] == (-1,)):
+        return int(code[1:])
+    return None
+
+
+def _inline_array(m: _Machine, state) -> str:
+    """``NumpyArrayWrapper.read_array`` after joblib's ``load_build``: skip the array's
+    bytes (an alignment byte, its padding, ``shape * itemsize``) or, for an object array,
+    walk the nested pickle joblib reads with a plain unpickler. Returns ``""`` when it was
+    followed (the wrapper becomes an array), else why not (the caller stops there)."""
+    if type(state) is not _StateDict:
+        return "state not a plain dict"
+    if m.frame_end > m.pos:   # joblib reads past the frame; the unpickler inside it
+        return "array data inside a pickle frame"
+    shape, dtype = state.get("shape"), state.get("dtype")
+    if not (type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape)):
+        return "shape not known"
+    code = dtype.info[0].lstrip("<>|=") if isinstance(dtype, _Obj) and type(dtype.info) is list else ""
+    if code.startswith("O"):
+        sub, _ = _walk(m.blob, m.pos - m.base, max_line=m.max_line, max_ops=m.max_ops,
+                       trace=False, follow=False, limit=None, persistent=False,
+                       keep_memo=False, inline_arrays=False)
+        m.run.events.extend(sub.events)
+        m.run.nested.extend(sub.nested)
+        if sub.error is not None:
+            raise _Stop(f"object array: {sub.error}")
+        m.pos = m.base + sub.end
+    else:
+        size = _itemsize(dtype)
+        if size is None:
+            return "item size not known"
+        align = state.get("numpy_array_alignment_bytes")   # absent or None: no padding
+        if align is not None and type(align) is not int:
+            return "alignment not known"
+        skip = 0
+        if align is not None:
+            if m.pos >= m.end:
+                raise _Stop("ran out of input in array padding")
+            skip = 1 + m.buf[m.pos]
+        count = 1
+        for d in shape:
+            count *= d
+        if m.pos + skip + count * size > m.end:
+            raise _Stop("ran out of input in array data")
+        m.pos += skip + count * size
+    m.stack[-1] = _Obj("numpy.ndarray")
+    return ""
 
 
 def _persid(m: _Machine, name: str, arg) -> None:
@@ -821,9 +918,10 @@ def run_pickle(blob: Blob, offset: int = 0, *, max_line: int = 16 << 20,
 
 
 def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, persistent,
-          keep_memo) -> tuple[PickleRun, bool]:
+          keep_memo, inline_arrays=True) -> tuple[PickleRun, bool]:
     m = _Machine(blob, offset, max_line=max_line, follow=follow, persistent=persistent,
-                 trace=trace, keep_memo=keep_memo)
+                 trace=trace, keep_memo=keep_memo, max_ops=max_ops,
+                 inline_arrays=inline_arrays)
     run = m.run
     buf, end, stack, marks = m.buf, m.end, m.stack, m.marks
     push = stack.append
@@ -884,7 +982,8 @@ def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, p
                     push(_LIST)
                     pos += 1
                 elif code == 0x7D:  # EMPTY_DICT
-                    push(_DICT)
+                    push(_StateDict() if stack and type(stack[-1]) is _Obj and
+                         stack[-1].made_by in _INLINE_DATA and _wraps_array(m) else _DICT)
                     pos += 1
                 elif code == 0x4E:  # NONE
                     push(_NONE)
@@ -894,6 +993,7 @@ def _walk(blob: Blob, offset: int, *, max_line, max_ops, trace, follow, limit, p
                     pos += 1
                 elif code == 0x95 and pos + 9 <= end:  # FRAME
                     pos += 9
+                    m.frame_end = pos + int.from_bytes(buf[pos - 8:pos], "little")
                 else:
                     code = -1
                 if code >= 0:

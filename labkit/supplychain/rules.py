@@ -66,6 +66,8 @@ _NUMPY = (
     "numpy.core.multiarray.scalar numpy._core.numeric._frombuffer "
     "numpy.core.numeric._frombuffer"
 ).split()
+# joblib's array wrapper: the scanner follows the array data its loader reads after it
+_JOBLIB = ["joblib.numpy_pickle.NumpyArrayWrapper"]
 
 DEFAULT_ALLOW: frozenset[str] = frozenset(
     [f"torch.{t}Storage" for t in _TORCH_TENSOR_TYPES]
@@ -77,6 +79,7 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
     + [f"torch.{d}" for d in _TORCH_DTYPES]
     + _TORCH_MISC
     + _NUMPY
+    + _JOBLIB
 )
 """Globals a pickle may import without a finding: ordinary PyTorch checkpoints (the
 names ``torch.load(weights_only=True)`` accepts in torch 2.14) and numpy arrays."""

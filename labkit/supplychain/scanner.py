@@ -35,6 +35,7 @@ notebooks/06_supply_chain.ipynb
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -223,13 +224,12 @@ def scan_file(path: str | os.PathLike, *, allow: Iterable[str] | None = None,
     """
     p = str(path)
     try:
-        size = os.path.getsize(p)
+        st = os.stat(p)
     except OSError as e:
-        size = 0
-        ctx = _context(p, allow, budget, size)
-        ctx.add("", "unreadable", f"{type(e).__name__}: {e.strerror or e}")
-        return _report(ctx)
-    ctx = _context(p, allow, budget, size)
+        return unreadable(p, f"{type(e).__name__}: {e.strerror or e}")
+    if not stat.S_ISREG(st.st_mode):   # a FIFO blocks on open, /dev/zero never ends
+        return unreadable(p, f"{_kind_of(st.st_mode)}, not a regular file: not opened")
+    ctx = _context(p, allow, budget, st.st_size)
     try:
         try:
             blob = Blob.of_file(p, ctx)
@@ -244,14 +244,33 @@ def scan_file(path: str | os.PathLike, *, allow: Iterable[str] | None = None,
     return _report(ctx)
 
 
-def _walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+def unreadable(path: str, why: str) -> ScanReport:
+    """The report for a path the scanner did not read: verdict ``unreadable``, ``why``."""
+    return ScanReport(str(path), (Finding(str(path), "", "unreadable", why),))
+
+
+def _kind_of(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+
+
+def _walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[str | ScanReport]:
+    """Every file under ``paths`` in sorted order; a folder that cannot be listed comes
+    back as its ``unreadable`` report (skipping it silently would call its files clean)."""
     for p in paths:
         p = str(p)
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
+            errors: list[OSError] = []
+            for root, dirs, files in os.walk(p, onerror=errors.append):
+                while errors:
+                    e = errors.pop(0)
+                    yield unreadable(e.filename or root, f"folder not listed: {e.strerror or e}")
                 dirs.sort()
                 for name in sorted(files):
                     yield os.path.join(root, name)
+            for e in errors:
+                yield unreadable(e.filename or p, f"folder not listed: {e.strerror or e}")
         else:
             yield p
 
@@ -266,7 +285,8 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, allow: Iterable[str] | Non
         One per file.
     """
     allow = tuple(allow or ())
-    return [scan_file(p, allow=allow, budget=budget) for p in _walk_paths(paths)]
+    return [p if isinstance(p, ScanReport) else scan_file(p, allow=allow, budget=budget)
+            for p in _walk_paths(paths)]
 
 
 # --------------------------------------------------------------------------------------
