@@ -5,6 +5,7 @@ The real install (pre-commit cloning this repository and building its environmen
 5 s with a local package mirror) runs only with ``LABKIT_SLOW_TESTS=1``: it needs the
 package index and a committed tree."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from labkit.supplychain import payloads
+from labkit.supplychain.regression import CHATML
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,10 +87,11 @@ HEAVY = ("torch", "numpy", "matplotlib", "scipy", "sklearn", "torchvision", "hyd
 
 
 def test_a_plain_install_needs_only_what_the_scanner_parses():
-    """``pip install .`` (what pre-commit runs) pulls PyYAML only; the lab is the ``lab`` extra,
-    and requirements.txt installs it."""
+    """``pip install .`` (what pre-commit runs) pulls the scanner's parsers only (PyYAML, jinja2,
+    OmegaConf); the lab is the ``lab`` extra, and requirements.txt installs it."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert [d.split(">")[0].split("=")[0].lower() for d in project["dependencies"]] == ["pyyaml"]
+    deps = {d.split(">")[0].split("=")[0].lower() for d in project["dependencies"]}
+    assert deps == {"pyyaml", "jinja2", "omegaconf"}
     lab = {d.split(">")[0].split("=")[0].lower() for d in project["optional-dependencies"]["lab"]}
     assert {"numpy", "torch", "matplotlib"} <= lab
     assert "-e .[lab]" in (ROOT / "requirements.txt").read_text().splitlines()
@@ -131,6 +134,9 @@ def test_pre_commit_installs_the_hook_without_the_lab(tmp_path):
     (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{
         "repo": str(ROOT), "rev": rev, "hooks": [{"id": "labkit-scan"}]}]}))
     shutil.copy(payloads.build("raw_pickle_p4", tmp_path / "arts", rng=0).path, repo / "model.pth")
+    # benign files that need the scanner's parsers (jinja2, OmegaConf) to read as clean
+    (repo / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
+    (repo / "train.yaml").write_text("lr: 0.1\nhome: ${oc.env:HOME}\nsteps: ${lr}\n")
     _git(repo, "add", ".")
     env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "cache"))
     env.pop("PYTHONPATH", None)
@@ -140,6 +146,7 @@ def test_pre_commit_installs_the_hook_without_the_lab(tmp_path):
     seconds = time.monotonic() - t0
     log = p.stdout + p.stderr
     assert p.returncode == 1 and "Failed" in log and "global" in log, log
+    assert "model.pth" in log and "tokenizer_config" not in log and "train.yaml" not in log, log
     site = list((tmp_path / "cache").glob("repo*/py_env-*/lib/python*/site-packages"))
     assert len(site) == 1, log
     names = {n.name.split("-")[0].lower() for n in site[0].iterdir()}

@@ -1,17 +1,22 @@
-"""Detection and false alarms on the lesson's corpus: ``labkit scan`` next to picklescan,
-modelscan and fickling.
+"""Detection and false alarms: ``labkit scan`` next to picklescan, modelscan, fickling and
+ModelAudit, on the lesson's corpus and on the regression corpus of today's formats.
 
-The three tools are not requirements of the lab. Install them in a throwaway virtual
+The four tools are not requirements of the lab. Install them in a throwaway virtual
 environment and point this script at it::
 
-    python3 -m venv /tmp/scanners && /tmp/scanners/bin/pip install picklescan modelscan fickling
-    python -m labkit.supplychain.compare --scanners-venv /tmp/scanners [--json]
+    python3 -m venv /tmp/scanners
+    /tmp/scanners/bin/pip install picklescan modelscan fickling modelaudit
+    python -m labkit.supplychain.compare --scanners-venv /tmp/scanners [--corpus all] [--json]
 
 Tools that are not found are skipped (and said so). Each tool runs with its default
-settings on each file; its verdict comes from its exit code: 0 ``clean``, 1 ``flagged``,
-anything else ``error`` (modelscan's 3, "no supported files", is ``skipped``). Ground
-truth is the corpus itself: every malicious file is proven to fire with its vulnerable
-loader by ``tests/test_supplychain_corpus.py``.
+settings on each file (ModelAudit with ``--no-cache``), in a scratch folder that is also
+its ``HOME``; its verdict comes from its exit code: 0 ``clean``, 1 ``flagged``, anything
+else ``error`` (modelscan's 3, "no supported files", is ``skipped``). ``labkit scan``'s
+``unverified`` (exit 3) counts as detected: it fails a pipeline like a finding. Ground
+truth is the corpora themselves: the lesson corpus's malicious files are proven to fire
+with their vulnerable loader by ``tests/test_supplychain_corpus.py``; the regression rows
+(:mod:`.regression`) by ``tests/test_scan_regression.py`` where their loader installs
+here, and are built from the formats' specifications where it does not.
 
 See Also
 --------
@@ -23,14 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .payloads import ZOO_TARGETS, Artifact, build_corpus, make_workdir
 from .output import table
+from .payloads import ZOO_TARGETS, Artifact, build_corpus, make_workdir
+from .regression import build_regression
 from .scanner import scan_file
 
 __all__ = ["THIRD_PARTY", "find_tools", "compare", "summarise", "main"]
@@ -39,6 +46,7 @@ THIRD_PARTY: dict[str, list[str]] = {
     "picklescan": ["picklescan", "--path"],
     "modelscan": ["modelscan", "-p"],
     "fickling": ["fickling", "--check-safety"],
+    "modelaudit": ["modelaudit", "scan", "--no-cache"],
 }
 """Command lines of the optional third-party scanners (not requirements of the lab)."""
 
@@ -57,8 +65,11 @@ def find_tools(venv: str | Path | None = None) -> dict[str, str]:
 
 def _verdict(name: str, exe: str, path: Path, timeout: float, cwd: Path) -> str:
     cmd = [exe] + THIRD_PARTY[name][1:] + [str(path)]
+    env = dict(os.environ, HOME=str(cwd), NO_COLOR="1", PROMPTFOO_DISABLE_TELEMETRY="1",
+               DO_NOT_TRACK="1")   # offline: no upload attempts (ModelAudit)
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd, env=env,
+                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return "error"
     rc = proc.returncode
@@ -79,8 +90,9 @@ def compare(artifacts: Sequence[Artifact], tools: dict[str, str], *,
     scratch = make_workdir("labkit-compare-cwd-")
     try:
         for a in artifacts:
+            verdict = scan_file(a.path, allow=ZOO_TARGETS).verdict
             row = {"artifact": a.name, "malicious": a.malicious,
-                   "labkit": scan_file(a.path, allow=ZOO_TARGETS).verdict}
+                   "labkit": "flagged" if verdict == "unverified" else verdict}
             for name, exe in tools.items():
                 row[name] = _verdict(name, exe, a.path, timeout, scratch)
             rows.append(row)
@@ -109,7 +121,9 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.supplychain.compare",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--scanners-venv", default=None, help="venv holding the three tools")
+    p.add_argument("--scanners-venv", default=None, help="venv holding the four tools")
+    p.add_argument("--corpus", choices=("lesson", "regression", "all"), default="all",
+                   help="the lesson's corpus, the regression corpus, or both (default)")
     p.add_argument("--json", action="store_true", help="print rows and summary as JSON")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -119,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not installed, skipped: {', '.join(missing)}", file=sys.stderr)
     root = make_workdir("labkit-compare-")
     try:
-        rows = compare(build_corpus(root / "corpus", rng=args.seed), tools)
+        arts = []
+        if args.corpus in ("lesson", "all"):
+            arts += build_corpus(root / "corpus", rng=args.seed)
+        if args.corpus in ("regression", "all"):
+            arts += build_regression(root / "regression")
+        rows = compare(arts, tools)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summary = summarise(rows)
