@@ -36,6 +36,7 @@ LESSON_TESTS = {
     "test_project.py": "core",
     "test_registry.py": "core",
     "test_scan_bounds.py": (6,),
+    "test_scan_compare.py": (6,),
     "test_scan_cli.py": (6,),
     "test_scan_cost.py": (6,),
     "test_scan_fuzz.py": (6,),
