@@ -140,7 +140,7 @@ def ladder(root: str | os.PathLike, *, rng=None) -> Table:
 
 
 def third_party_table(artifacts: Sequence[Artifact], *, timeout: float = 60) -> Table:
-    """What picklescan / modelscan / fickling say about each artifact, next to ``labkit``,
+    """What picklescan / modelscan / fickling / ModelAudit say about each artifact, next to ``labkit``,
     when they are installed (next to this Python, or on ``PATH``).
 
     The rows are :func:`labkit.supplychain.compare.compare`'s (the scanner's own benchmark):
@@ -157,7 +157,7 @@ def third_party_table(artifacts: Sequence[Artifact], *, timeout: float = 60) -> 
     """
     tools = find_tools(Path(sys.executable).parent.parent)
     if not tools:
-        return table([{"note": "none of picklescan, modelscan, fickling is installed"}])
+        return table([{"note": "none of picklescan, modelscan, fickling, modelaudit is installed"}])
     return table(compare(artifacts, tools, timeout=timeout))
 
 
