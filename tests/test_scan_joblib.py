@@ -123,3 +123,17 @@ def test_odd_layouts_are_findings_not_clean(tmp_path):
     r = scan_file(p)
     assert [(f.kind, f.detail.split(" (")[0]) for f in r.findings] == [
         ("malformed-pickle", "ran out of input in array data")]
+
+
+def test_item_size_follows_numpy_not_the_stated_elsize():
+    """numpy ignores a fixed-size dtype's ``elsize`` in its pickled state (an 'f4' stays 4
+    bytes) but takes it for strings and records: the scanner must skip exactly what joblib
+    reads, or a payload could hide in bytes the scanner skipped."""
+    from labkit.supplychain.pickle_machine import _itemsize, _Obj
+
+    for code, elsize in (("f4", 8), ("U2", 40), ("S2", 7), ("V4", 9), ("<i8", -1)):
+        state = (3, "<", None, None, None, elsize, 4, 0)
+        d = np.dtype(code)
+        d.__setstate__(state)
+        assert _itemsize(_Obj("numpy.dtype", [code, state])) == d.itemsize, code
+    assert _itemsize(_Obj("numpy.dtype", ["U2", None])) is None     # flexible, no state

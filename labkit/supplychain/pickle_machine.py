@@ -765,16 +765,18 @@ _FIXED_SIZE = set("biufcmM")   # numpy kinds whose type code ends in the item si
 
 def _itemsize(dtype) -> int | None:
     """The item size numpy gives ``dtype`` (a ``numpy.dtype`` object of the model), or
-    ``None`` when the model cannot tell: ``elsize`` of its BUILD state when set (strings,
-    unicode, records), else the digits of a fixed-size code (``'f8'``, ``'<i4'``)."""
+    ``None`` when the model cannot tell. As ``arraydescr_setstate`` does: a fixed-size code
+    (``'f8'``, ``'<i4'``) has the size its digits say, whatever the BUILD state's ``elsize``;
+    strings, unicode and records (``'U'``, ``'S'``, ``'V'``) take ``elsize`` from the state."""
     if not (isinstance(dtype, _Obj) and dtype.made_by == "numpy.dtype" and type(dtype.info) is list):
         return None
     code, state = dtype.info
-    if type(state) is tuple and len(state) > 5 and type(state[5]) is int and state[5] > 0:
-        return state[5]
     code = code.lstrip("<>|=")
-    if code[:1] in _FIXED_SIZE and code[1:].isdigit() and (state is None or state[5:6] == (-1,)):
-        return int(code[1:])
+    if code[:1] in _FIXED_SIZE:
+        return int(code[1:]) if code[1:].isdigit() else None
+    if code[:1] in ("U", "S", "V") and type(state) is tuple and len(state) > 5 \
+            and type(state[5]) is int and state[5] > 0:
+        return state[5]
     return None
 
 
