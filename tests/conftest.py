@@ -43,6 +43,7 @@ LESSON_TESTS = {
     "test_scan_joblib.py": (6,),
     "test_scan_precommit.py": (6,),
     "test_scan_regression.py": (6,),
+    "test_seed_discipline.py": "core",
     "test_supplychain_corpus.py": (6,),
     "test_supplychain_fuzz.py": (6,),
     "test_supplychain_instantiate.py": (6,),

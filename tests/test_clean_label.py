@@ -70,32 +70,27 @@ def test_bad_settings_raise_early(digits, setting):
 
 
 @pytest.fixture(scope="module")
-def run100():
-    """The registered experiment with its defaults on reporting seed 100, 5 targets, deep k-NN.
-
-    Floors below are the minima (ceilings the maxima) measured over reporting seeds 100-104
-    with the same 5 targets (the first 5 of the 10 each run draws): success 0.2-0.8, control
-    0.0-0.2, label consistency 0.91-0.99, deep k-NN recall 0.21-0.51, AUROC 0.77-0.88,
-    base-class flag rate 0.14-0.16.
-    """
-    return lk.run("clean_label", defence="deep_knn", seed=100, params={"n_targets": 5})
+def bullseye_run():
+    """The registered experiment with its defaults on development seed 0, 5 targets, deep k-NN
+    (the reported figures, on other seeds, are in benchmarks/RESULTS.md)."""
+    return lk.run("clean_label", defence="deep_knn", seed=0, params={"n_targets": 5})
 
 
-def test_working_technique_beats_control_and_stays_honest(run100):
-    assert run100.attack_success >= 0.2
-    assert run100.attack_success > run100.control_success
-    assert run100.control_success <= 0.2
-    assert run100.label_consistency >= 0.9      # both independent checkers, worst of the two
-    for t in run100.extra["trials"]:
+def test_working_technique_beats_control_and_stays_honest(bullseye_run):
+    assert bullseye_run.attack_success >= 0.2
+    assert bullseye_run.attack_success > bullseye_run.control_success
+    assert bullseye_run.control_success <= 0.2
+    assert bullseye_run.label_consistency >= 0.9      # both independent checkers, worst of the two
+    for t in bullseye_run.extra["trials"]:
         assert t["label_checks"]["logreg"]["read_as_label"] >= 0.8
         assert t["label_checks"]["knn"]["read_as_label"] >= 0.8
-    assert run100.clean_accuracy >= run100.clean_accuracy_no_attack - 0.02
+    assert bullseye_run.clean_accuracy >= bullseye_run.clean_accuracy_no_attack - 0.02
 
 
-def test_deep_knn_is_partial_against_bullseye(run100):
+def test_deep_knn_is_partial_against_bullseye(bullseye_run):
     # The poisons clump together and vote for each other: deep k-NN is partial, and it
     # misses most where the attack works (the poisons stay inside their own class).
-    det = run100.detection
+    det = bullseye_run.detection
     assert 0.2 <= det["recall"] <= 0.6
     assert det["auroc"] >= 0.75
     assert det["poison_class_flag_rate"] <= 0.17

@@ -11,7 +11,7 @@ from labkit.defences.provenance import (ManifestError, create_manifest, load_man
                                         save_manifest, verify)
 
 KEY = b"0123456789abcdef-workshop-key"
-SEEDS = (100, 101, 102)   # reporting seeds (labkit.claims.REPORTING_SEEDS); nothing was tuned on them
+SEEDS = (0, 1, 2)   # development seeds (labkit.claims.DEV_SEEDS); reporting seeds are for reproduce alone
 
 
 def test_simulated_tampering_is_found_exactly():
@@ -112,7 +112,7 @@ def test_monitoring_alerts_on_backdoor_and_stays_quiet_on_clean_retrain(seed):
     is_triggered = np.random.default_rng(seed).random(len(incoming)) < 0.2
     traffic = np.where(is_triggered[:, None, None, None], poisoned.trigger(incoming.X), incoming.X)
     kw = dict(canary=canary, traffic=traffic, trusted=canary, rng=seed)
-    clean = monitor(reference, lk.models.train(train, seed=seed + 100), **kw)
+    clean = monitor(reference, lk.models.train(train, seed=seed + 10), **kw)
     bad = monitor(reference, lk.models.train(poisoned, seed=seed), **kw)
     assert clean.quiet, clean.alerts
     assert not bad.quiet and any(a.startswith("traffic_drift") for a in bad.alerts)

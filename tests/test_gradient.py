@@ -175,21 +175,21 @@ def test_runner_honours_cli_contract_with_both_defences():
     assert d["detection"]["n_poison"] > 0
 
 
-# ---- quality floors: MNIST 28x28, fine-tuning victim, on reporting seed 100 ----------------
-# Floors are the minimum (ceilings the maximum) over reporting seeds 100-109 in
-# benchmarks/RESULTS.md (claims l4_gradient_matching, l4_gradient_audit, l4_dp_sgd).
+# ---- quality floors: MNIST 28x28, fine-tuning victim, on development seed 0 ----------------
+# (the reported figures, on other seeds, are in benchmarks/RESULTS.md: claims
+# l4_gradient_matching, l4_gradient_audit, l4_dp_sgd)
 
 @pytest.fixture(scope="module")
 def audited():
-    return lk.run("gradient_matching", defence="gradient_audit", seed=100)
+    return lk.run("gradient_matching", defence="gradient_audit", seed=0)
 
 
 def test_gradient_matching_beats_noise_control_with_clean_labels(audited):
     r = audited
     assert r.dataset == "mnist_sample" and r.n_poison == int(0.05 * r.n_train)
-    assert r.control_success <= 0.2                      # max over the reporting seeds
-    assert r.attack_success >= r.control_success         # on every reporting seed
-    assert r.label_consistency >= 0.9                    # min 0.94 over the reporting seeds
+    assert r.control_success <= 0.2
+    assert r.attack_success >= r.control_success
+    assert r.label_consistency >= 0.9
     assert min(t["label_checks"][f]["kept"] for t in r.extra["trials"] for f in ("logreg", "knn")) >= 0.85
     p = r.poisoned
     assert np.abs(p.X - p.clean.X).max() <= 0.15 + 1e-6
@@ -205,9 +205,9 @@ def test_gradient_audit_finds_the_poisons_without_their_count(audited):
 
 
 def test_dp_sgd_keeps_accuracy_but_does_not_stop_this_attack():
-    # DP-SGD bounds each row's influence, not a coordinated group's: on the reporting seeds it
-    # leaves success where it was (0.18 -> 0.21) at unchanged clean accuracy
-    r = lk.run("gradient_matching", defence="dp_sgd", seed=100)
+    # DP-SGD bounds each row's influence, not a coordinated group's: it leaves success
+    # where it was at unchanged clean accuracy (benchmarks/RESULTS.md, claim l4_dp_sgd)
+    r = lk.run("gradient_matching", defence="dp_sgd", seed=0)
     assert r.clean_accuracy_defended >= r.clean_accuracy - 0.02
     assert r.attack_success_defended >= r.attack_success - 0.3
 

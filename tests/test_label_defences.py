@@ -10,7 +10,7 @@ from labkit.defences.confident_learning import confident_joint_flags
 from labkit.defences.dpa import certified_radius, dpa, hash_partitions
 from labkit.defences.knn_sanitisation import knn_label_agreement
 
-SEEDS = (100, 101, 102)   # reporting seeds (labkit.claims.REPORTING_SEEDS); nothing was tuned on them
+SEEDS = (0, 1, 2)   # development seeds (labkit.claims.DEV_SEEDS); reporting seeds are for reproduce alone
 
 
 def test_knn_agreement_hand_worked():
@@ -76,7 +76,7 @@ def test_dpa_certifies_half_the_test_set_at_radius_5():
         pred, radius = ens.certify(test.X)
         fractions.append((radius >= 5).mean())
         assert lk.defences.certified_accuracy(ens, test)[5] <= (radius >= 5).mean()
-    assert min(fractions) >= 0.77       # certified accuracy at r >= 5 is at least 0.77 on every reporting seed
+    assert min(fractions) >= 0.77       # certified accuracy at r >= 5 (0.77 was the minimum over the reported runs)
 
 
 def test_dpa_rejects_bad_settings(digits):

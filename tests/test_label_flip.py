@@ -6,7 +6,7 @@ import labkit as lk
 from labkit.attacks import flip_labels
 from labkit.contracts import check_attack
 
-SEEDS = (100, 101, 102)   # reporting seeds (labkit.claims.REPORTING_SEEDS); nothing was tuned on them
+SEEDS = (0, 1, 2)   # development seeds (labkit.claims.DEV_SEEDS); reporting seeds are for reproduce alone
 
 
 @pytest.mark.parametrize("kw", [{"strategy": "random", "rate": 0.2},
@@ -125,15 +125,14 @@ def test_class_pair_beats_random(grid, rate):
 
 
 def test_optimised_beats_class_pair_and_random_at_020():
-    """Victim test accuracy at rate 0.2 on reporting seeds 100 and 101 (lk.run, as the CLI).
+    """Victim test accuracy at rate 0.2 on development seeds 0 and 1 (lk.run, as the CLI).
 
-    Floors from all ten reporting seeds 100-109: the two-seed mean gap to ``class_pair`` is
-    at least 0.0045 for every pair of consecutive seeds (per seed it ranges from -0.009 to
-    0.06: the greedy attack does not win on every seed), and ``random`` is worse than
-    ``optimised`` by at least 0.018 on every seed.
+    The greedy attack does not win on every seed (per seed its gap to ``class_pair`` ranges
+    from about -0.01 to 0.06), so the floor is on the two-seed mean; ``random`` is worse than
+    ``optimised`` on every seed.
     """
     acc = {(st, s): lk.run("label_flip", seed=s, rate=0.2, params={"strategy": st}).clean_accuracy
-           for st in ("random", "class_pair", "optimised") for s in (100, 101)}
-    mean = lambda st: np.mean([acc[st, s] for s in (100, 101)])
+           for st in ("random", "class_pair", "optimised") for s in (0, 1)}
+    mean = lambda st: np.mean([acc[st, s] for s in (0, 1)])
     assert mean("class_pair") - mean("optimised") >= 0.004
-    assert min(acc["random", s] - acc["optimised", s] for s in (100, 101)) >= 0.018
+    assert min(acc["random", s] - acc["optimised", s] for s in (0, 1)) >= 0.018

@@ -132,11 +132,11 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
     (:func:`label_guards`) above ``guard_margin``, and a nearest-neighbour term that keeps
     three of every poison's five nearest clean rows (bases excluded) in its own class
     (:func:`_knn_gap`). Bases are the rows of the class nearest the target in feature space
-    among those the guards read with margin. The price of honesty is success: on reporting
-    seeds 100-104 (10 targets each) the ensemble guard keeps 0.94-0.99 of the poisons read
-    as their label by both held-out checkers, and flips 0.1-0.5 of the targets (mean 0.26);
-    the MLP guard alone flips more (seed 100: 0.7) but a held-out logistic regression then
-    reads only 0.53 of one target's poisons as their label.
+    among those the guards read with margin. The price of honesty is success: the ensemble
+    guard keeps nearly all poisons read as their label by both held-out checkers but flips
+    only a minority of the targets (benchmarks/RESULTS.md); the MLP guard alone flips more,
+    but a held-out logistic regression then reads barely half of some targets' poisons as
+    their label.
     The poisons need not each reach the target, as Poison Frogs' do: together they surround
     it, so a linear head that fits them with their (correct) label also takes the target.
     Step size ``eps/5`` for the first half of the steps, ``eps/25`` after.

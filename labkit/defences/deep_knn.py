@@ -20,9 +20,9 @@ def deep_knn(features, labels, *, k: int = 50, n_classes: int | None = None) -> 
     them. ``k`` must be large next to the number of poisons that cluster together (Peri et
     al. tie the choice of ``k`` to the number of poisons); otherwise the poisons vote for each
     other. Against the many clumped poisons of this lab's bullseye attack, ``k`` = 50 removes
-    38-48% of them while flagging 13-18% of the base class (reporting seeds 100-104, 10
-    targets each), and it finds them mostly on the trials the attack fails anyway: where it
-    works, the poisons stay inside their own class in feature space.
+    under half of them while flagging a sixth of the base class or so (the measured figures
+    are in benchmarks/RESULTS.md), and it finds them mostly on the trials the attack fails
+    anyway: where it works, the poisons stay inside their own class in feature space.
 
     Parameters
     ----------
