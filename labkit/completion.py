@@ -48,7 +48,9 @@ def announce(exercise: str) -> None:
     """Print ``exercise``'s completion code if a workshop key is configured; otherwise nothing.
 
     The learner is ``$LAB_LEARNER`` or, if unset, the login name. Called by ``lk.checks.check``
-    when an answer passes and by ``lk.challenge.score`` for a passing capstone.
+    after the verdict of an answer that passes, and by ``python -m labkit challenge --score``
+    for a passing capstone (``l5_capstone``). Nothing else calls it: running a notebook as it
+    ships earns no code.
     """
     key = os.environ.get(KEY_ENV)
     if not key:

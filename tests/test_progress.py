@@ -1,6 +1,8 @@
 """Completion codes (labkit.progress): genuine codes verify, forged ones do not."""
 import ast
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,16 +93,31 @@ def test_learner_defaults_to_login_name(monkeypatch, capsys):
     assert f"{me}:{progress.completion_code(me, 'l4_median_breakdown', KEY)}" in capsys.readouterr().out
 
 
-def test_capstone_score_prints_a_code_when_it_passes(monkeypatch, capsys):
+def test_capstone_code_comes_from_a_checked_answer_only(monkeypatch, capsys, tmp_path):
+    """Scoring (what the notebook's reference pipeline does) prints no code; checking an
+    answer, or scoring a file from the terminal, prints one after the verdict when it passes."""
+    from labkit.cli import main
+
     # a stand-in capstone (the real one is built by crafting poisons: slow): 10 rows, 3 poisons
     family = np.array(["", "", "label_flip", "", "backdoor", "", "", "clean_label", "", ""])
     monkeypatch.setattr(lk.challenge, "_build", lambda seed: (np.zeros(10), family))
     monkeypatch.setenv(progress.KEY_ENV, KEY)
     monkeypatch.setenv(progress.LEARNER_ENV, "learner11")
     assert lk.challenge.score(family != "", seed=0)["f1"] == 1.0
-    code = progress.completion_code("learner11", "capstone", KEY)
-    assert f"completion code: learner11:{code}" in capsys.readouterr().out
-    assert lk.challenge.score(np.arange(10) < 3, seed=0)["f1"] < 0.8   # 1 of 3 flags right
+    assert "completion code" not in capsys.readouterr().out
+    code = progress.completion_code("learner11", "l5_capstone", KEY)
+    assert lk.checks.check("l5_capstone", (family != "", 0))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[l5_capstone] correct") and out[1].endswith(f"learner11:{code}")
+    assert not lk.checks.check("l5_capstone", (np.arange(10) < 3, 0))   # 1 of 3 flags right
+    assert "completion code" not in capsys.readouterr().out
+    flags = tmp_path / "flags.txt"
+    flags.write_text("2\n4\n7\n")
+    assert main(["challenge", "--seed", "0", "--score", str(flags)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("precision 1.000") and out[-1].endswith(f"learner11:{code}")
+    flags.write_text("0\n1\n2\n")
+    assert main(["challenge", "--seed", "0", "--score", str(flags)]) == 0
     assert "completion code" not in capsys.readouterr().out
 
 
@@ -148,3 +165,55 @@ def test_module_imports_only_the_standard_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == progress.completion_code("a", "b", "k")
+
+
+def test_only_a_checked_answer_announces_a_code():
+    """``announce`` is called by ``checks.check`` (after a passing verdict) and by the CLI's
+    capstone scoring, nowhere else: a helper a notebook calls on its own cannot hand out codes."""
+    root = Path(lk.__file__).parent
+    callers = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "announce":
+                        callers.add(f"{path.relative_to(root).as_posix()}:{node.name}")
+    assert callers == {"checks.py:check", "cli/defence_in_depth.py:_cmd_challenge"}
+
+
+def test_shipped_notebooks_solve_no_exercise():
+    """The committed notebooks are run untouched: no exercise may pass there (a passing check
+    is what prints a completion code in a workshop)."""
+    solved = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                       for o in c.get("outputs", []))
+        if hits := re.findall(r"\[(\w+)\] correct", text):
+            solved[path.name] = hits
+    assert solved == {}
+
+
+def test_notebook_05_run_untouched_in_a_workshop_earns_no_code(tmp_path):
+    """Notebook 05 as it ships, executed with a workshop key set (its reference pipeline
+    scores the capstone): no completion code, and the progress report lists nothing solved."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    nb = nbformat.read(root / "05_defence_in_depth.ipynb", as_version=4)
+    env = dict(os.environ, **{progress.KEY_ENV: KEY, progress.LEARNER_ENV: "learner05",
+                              "MPLBACKEND": "Agg"})
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(root))
+    try:
+        NotebookClient(nb, km=km, timeout=600).execute()
+    finally:
+        km.shutdown_kernel(now=True)
+    out = tmp_path / "learner05" / "05_defence_in_depth.ipynb"
+    out.parent.mkdir()
+    nbformat.write(nb, out)
+    assert "completion code" not in out.read_text()
+    assert progress.report(tmp_path, KEY)["learner05"]["solved"] == []

@@ -181,6 +181,9 @@ def _cmd_challenge(args) -> int:
               f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}\n" +
               "\n".join(f"  {name}: recall {v['recall']:.2f} of {v['n_poison']}" if v["recall"] is not None
                         else f"  {name}: none in this mix" for name, v in result["per_family"].items()))
+        if challenge.capstone_verdict(result)[0] and not args.json:
+            from ..completion import announce   # a workshop's code, after the verdict; else nothing
+            announce("l5_capstone")
         return 0
     if not args.export:
         print(challenge.task(args.seed))

@@ -130,6 +130,8 @@ def score(flags, *, seed: int) -> dict:
     """Precision, recall and F1 of ``flags`` (boolean mask or row indices), overall and per family.
 
     Per family, only recall is meaningful (a flag cannot say which family it suspects).
+    Scoring prints nothing: a workshop's completion code comes from checking an answer,
+    ``lk.checks.check("l5_capstone", flags)`` or ``python -m labkit challenge --score FILE``.
     """
     data, family = _build(int(seed))
     mask = _as_mask(flags, len(data))
@@ -139,9 +141,6 @@ def score(flags, *, seed: int) -> dict:
     per_family = {name: {"n_poison": int((family == name).sum()),
                          "recall": float(mask[family == name].mean()) if (family == name).any() else None}
                   for name in FAMILIES}
-    if f1 >= 0.8:   # the capstone's goal (lk.checks "l5_capstone")
-        from ..completion import announce   # prints a completion code in a workshop, else nothing
-        announce("capstone")
     return {"precision": precision, "recall": recall, "f1": f1, "n_flagged": int(mask.sum()),
             "n_poison": int(truth.sum()), "per_family": per_family}
 
@@ -199,7 +198,16 @@ def _l5_blind_spot(answer):
 def _l5_capstone(answer):
     flags, seed = answer if isinstance(answer, tuple) else (answer, 0)
     result = score(flags, seed=seed)
+    return capstone_verdict(result)
+
+
+#: The capstone's goal: F1 of the flagged rows.
+CAPSTONE_GOAL = 0.8
+
+
+def capstone_verdict(result: dict) -> tuple[bool, str]:
+    """``(passed, message)`` for a :func:`score` result (the exercise and the CLI agree)."""
     per = ", ".join(f"{k} {v['recall']:.2f}" for k, v in result["per_family"].items() if v["recall"] is not None)
     msg = (f"precision {result['precision']:.2f}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
-           f"(per family recall: {per}); goal F1 >= 0.8")
-    return result["f1"] >= 0.8, msg
+           f"(per family recall: {per}); goal F1 >= {CAPSTONE_GOAL}")
+    return result["f1"] >= CAPSTONE_GOAL, msg
