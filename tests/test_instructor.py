@@ -137,3 +137,20 @@ def test_every_marker_the_table_uses_is_registered():
     used = {m for name in conftest.LESSON_TESTS for m in conftest.markers_of(name)}
     used |= {lesson.marker for lesson in LESSONS}
     assert used <= registered, f"register in pyproject.toml: {sorted(used - registered)}"
+
+
+def test_framework_map_has_a_row_for_every_lesson_with_sourced_ids():
+    """instructor/frameworks.md maps each lesson (but the welcome) to OWASP ML (ML01-ML10),
+    OWASP LLM ids with their edition year, and ATLAS ids; every edition cited is in Sources."""
+    text = (ROOT / "frameworks.md").read_text()
+    rows = {int(m.group(1)): m.group(0) for m in re.finditer(r"^\| (\d\d) [^\n]*", text, re.M)}
+    assert set(rows) == {lesson.number for lesson in LESSONS if lesson.number != 0}
+    for number, row in rows.items():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert re.search(r"\bML(0[1-9]|10)\b", cells[1]), number
+        assert cells[2] == "as lesson 1" or re.search(r"LLM\d\d:20(23|25|26)", cells[2]), number
+        assert re.search(r"AML\.T\d{4}", cells[3]) and re.search(r"AML\.M\d{4}", cells[4]), number
+    assert not re.search(r"LLM\d\d(?!:20\d\d)", text.split("## Sources")[0]), "an LLM id without its year"
+    sources = text.split("## Sources")[1]
+    for needle in ("2023 edition", "version 1.1", "2025", "2026", "5.6.0"):
+        assert needle in sources, needle
