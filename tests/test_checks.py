@@ -54,7 +54,7 @@ def test_lesson6_exercises_are_in_the_one_registry(name, capsys):
     lk.checks.hint(name)
     lk.checks.solution(name)
     out = capsys.readouterr().out
-    assert out.count("not answered yet") == 2 and f"[{name}] hint:" in out and "solution" in out
+    assert out.count("not answered yet") == 2 and f"[{name}] hint 1 of" in out and "solution" in out
 
 
 @pytest.mark.parametrize("name", ["l6_allow_list", "l6_scan_allow", "l6_tampered"])
@@ -117,3 +117,12 @@ def test_lesson2_rows_to_drop_rejects_a_budget_spent_on_clean_rows(backdoor_vict
     assert not lk.checks.check("l2_rows_to_drop", np.arange(101))    # over the 100-row budget
     assert not lk.checks.check("l2_rows_to_drop", np.ones(10, bool))  # a mask of the wrong length
     assert "0 of 67 poisons" in capsys.readouterr().out
+
+
+def test_numbers_are_read_in_any_spelling_and_fractions_are_not_rounded(capsys):
+    assert lk.checks.check("l4_krum_pick", "3") and lk.checks.check("l4_krum_pick", 3.0)
+    assert lk.checks.check("l4_clip_update", "0.675")
+    assert not lk.checks.check("l1_certified_radius", 2.5)
+    assert not lk.checks.check("l4_median_breakdown", "four")
+    out = capsys.readouterr().out
+    assert "2.5 is not whole" in out and "expected a whole number of clients" in out

@@ -42,7 +42,7 @@ def test_answer_key_holds_every_exercise_and_its_solution(capsys):
     for name in lk.checks.EXERCISES:
         lk.checks.solution(name)
         printed = capsys.readouterr().out.strip().split(" solution: ", 1)[1]
-        assert f"### `{name}`" in text and key._stable(printed) in text   # sets printed sorted
+        assert f"### {lk.checks.label(name)} (`{name}`)" in text and key._stable(printed) in text   # sets printed sorted
 
 
 def test_agenda_is_the_generators_output_and_fits_the_day():

@@ -10,6 +10,9 @@ from .exercises import exercise, one_of
 @exercise("l0_which_metric",
           hint="One number is computed on ordinary test inputs, another on inputs the attacker "
                "has prepared. Which one can an attack keep unchanged?",
+          hints=("The sticker is the attacker's trigger. The metric measured on inputs that carry "
+                 "it is the one that moved from 'normal' to 9 in 10.",),
+          answer_type='a metric\'s name as a string, e.g. "clean_accuracy"',
           solution="'attack_success': a backdoored model keeps its clean accuracy; only the "
                    "attack success rate on triggered inputs shows the attack.",
           answer="attack_success", wrong="clean_accuracy")

@@ -16,7 +16,7 @@ import torch
 
 from ..experiment import Context, craft, prepare, random_control, trial
 from ..types import Dataset, PoisonedDataset
-from .exercises import exercise
+from .exercises import exercise, whole_number
 
 __all__ = ["METHODS", "setting", "feature_distance", "budget_curve", "explore"]
 
@@ -107,6 +107,10 @@ def explore(*, method: str = "bullseye", n_poisons: int = 30, eps: float = 0.25,
           hint="A poison's k nearest neighbours (itself excluded) include the other poisons, "
                "all labelled like it. Deep k-NN flags it only when another label wins the vote "
                "outright. Suppose every other neighbour is of the target's class.",
+          hints=("Of a poison's k neighbours, 19 are fellow poisons (they vote for the base "
+                 "class) and k - 19 are of the target's class. For which smallest k is "
+                 "k - 19 larger than 19?",),
+          answer_type="a whole number (k)",
           solution="19 of the k neighbours are fellow poisons (label = base class); the other "
                    "k - 19 are target-class rows. The target class wins outright when "
                    "k - 19 > 19, i.e. k >= 39. Peri et al.'s rule of thumb: k at least about "
@@ -114,10 +118,9 @@ def explore(*, method: str = "bullseye", n_poisons: int = 30, eps: float = 0.25,
                    "their own class than to the target, which is why k = 50 is not always enough.",
           answer=39, wrong=38)
 def _l3_knn_k(answer):
-    try:
-        k = int(answer)
-    except (TypeError, ValueError):
-        return False, "answer with a whole number k"
+    k, problem = whole_number(answer, what="a whole number k")
+    if problem:
+        return False, problem
     if k == 39:
         return True, "k = 39: 20 target-class votes beat 19 fellow poisons."
     if k == 38:
@@ -128,6 +131,10 @@ def _l3_knn_k(answer):
 @exercise("l3_threat_model",
           hint="Which part of the victim does the attacker optimise against, and does the victim "
                "change that part when it trains on the poisons?",
+          hints=("The poisons are placed in the public, frozen extractor's feature space. Which "
+                 "victim keeps that feature space as it is: one that retrains only its head, or "
+                 "one that retrains everything?",),
+          answer_type='a string: "transfer" or "end to end"',
           solution="'transfer': the poisons are crafted in the feature space of the public, frozen "
                    "extractor. A victim that only retrains its linear head keeps that feature "
                    "space, so the poisons' position there is what the head sees. Retraining end "
@@ -136,7 +143,9 @@ def _l3_knn_k(answer):
                    "defence='augmentation').",
           answer="transfer", wrong="end to end")
 def _l3_threat_model(answer):
-    text = str(answer).strip().lower()
+    if not isinstance(answer, str):
+        return False, 'expected a string in quotes: "transfer" or "end to end"'
+    text = answer.strip().lower()
     if text in ("transfer", "transfer learning", "frozen", "frozen features", "head only"):
         return True, "the attack relies on the victim keeping the attacker's feature space."
     if "end" in text or "scratch" in text:

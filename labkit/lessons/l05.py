@@ -177,6 +177,9 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
 
 @exercise("l5_blind_spot",
           hint="A backdoor leaves clean behaviour untouched. Which checks look at clean inputs only?",
+          hints=("Clean traffic carries no trigger. Run lk.defences.monitoring.monitor with "
+                 "traffic=incoming.X and read which alerts fire, if any.",),
+          answer_type='a check\'s name as a string, or "none"',
           solution="'none': the canary compares clean accuracy and confidence, which a backdoor "
                    "keeps; traffic drift and the STRIP screen need triggered inputs in the traffic. "
                    "A backdoor stays invisible to monitoring until someone uses the trigger.",
@@ -191,6 +194,10 @@ def _l5_blind_spot(answer):
           hint="Layer the lab's defences: label checks find flipped and backdoor rows (their "
                "neighbours disagree), feature-space clustering finds a backdoor's cluster. "
                "Combine flags with | and check the precision: every clean row you flag costs you.",
+          hints=("One layered answer: lk.defences.knn_sanitisation(data.flat(), data.y).flagged "
+                 "| lk.defences.activation_clustering(feats, data.y, rng=SEED).flagged, with "
+                 "feats = lk.models.embed(lk.models.train(data, seed=SEED), data.X).",),
+          answer_type="a boolean mask over the mystery data's rows, or a list of row indices (checked with your SEED)",
           solution="flags = lk.challenge.reference_defence(data, seed=SEED).flagged  (k-NN "
                    "sanitisation OR activation clustering; F1 above 0.8 on every seed tried).",
           answer=lambda: (reference_defence(mystery(0), seed=0).flagged, 0),

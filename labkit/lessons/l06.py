@@ -378,6 +378,9 @@ def _config_artifacts(root: Path) -> list[Artifact]:
 @exercise("l6_allow_list",
           hint="List exactly the names the benign configs use, no more: "
                "sc.scanner.find_targets(sc.read_config(path)) shows them.",
+          hints=("Collect {t for _, t in sc.scanner.find_targets(sc.read_config(path))} over the "
+                 "benign configs only: that set, written out name by name, is the allow-list.",),
+          answer_type="a set of exact dotted names (strings), e.g. {'pkg.mod.Class'}",
           solution=f"MY_ALLOW = {_ZOO}",
           answer=lambda: set(ZOO_TARGETS), wrong=lambda: {"labkit.supplychain.zoo.*"})
 def _l6_allow_list(answer):
@@ -421,6 +424,8 @@ def _l6_allow_list(answer):
 @exercise("l6_scan_allow",
           hint="The scanner has no default _target_ allow-list: it needs the same exact names "
                "the benign configs use, and nothing broader.",
+          hints=("It is the same set of names as your MY_ALLOW (the allow-list exercise).",),
+          answer_type="a set of exact dotted names (strings)",
           solution=f"SCAN_ALLOW = {_ZOO}",
           answer=lambda: set(ZOO_TARGETS), wrong=lambda: {"labkit.supplychain.zoo.TinyNet"})
 def _l6_scan_allow(answer):
@@ -454,6 +459,9 @@ def _tampered_answer(name: str):
 
 @exercise("l6_tampered",
           hint="lk.supplychain.pinning.verify_all(LOCK) says which pinned file no longer matches.",
+          hints=("verify_all(LOCK) returns {file name: still matches}; the answer is the one "
+                 "name whose value is False.",),
+          answer_type='a file name as a string, e.g. "shard_0.pt" (set TAMPERED; checked against your LOCK)',
           solution="TAMPERED = [k for k, ok in lk.supplychain.pinning.verify_all(LOCK).items() "
                    "if not ok][0]",
           answer=_tampered_answer("shard_1.pt"), wrong=_tampered_answer("shard_0.pt"))
