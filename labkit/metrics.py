@@ -17,7 +17,7 @@ from .types import Dataset, Detection, PoisonedDataset
 
 __all__ = ["clean_accuracy", "attack_success_rate", "detection_report", "auroc",
            "per_class_recall", "confusion_matrix", "label_consistency", "label_checks", "held_out",
-           "precision_recall"]
+           "precision_recall", "fmt_rate"]
 
 
 def clean_accuracy(model, test: Dataset) -> float:
@@ -89,8 +89,9 @@ def auroc(scores, is_positive) -> float:
 def detection_report(det: Detection, poisoned: PoisonedDataset) -> dict:
     """Precision, recall, F1 and AUROC of ``det`` against the true ``poison_idx``.
 
-    Precision is 1.0 by convention when nothing is flagged and 0.0 when there are no
-    poisons but something is flagged.
+    Precision is ``None`` (undefined) when nothing is flagged: a detector that flags nothing
+    has made no claim to be right about; print it as "n/a" (:func:`fmt_rate`). It is 0.0 when
+    there are no poisons but something is flagged.
     """
     if det.scores.size != len(poisoned):
         raise ValueError(f"detection covers {det.scores.size} rows, data has {len(poisoned)}")
@@ -175,11 +176,21 @@ def held_out(test: Dataset, exclude) -> Dataset:
 def precision_recall(flagged, truth) -> dict:
     """``precision``, ``recall`` and ``f1`` of boolean ``flagged`` against boolean ``truth``.
 
-    Precision is 1.0 by convention when nothing is flagged, recall 1.0 when nothing is true.
+    Precision is ``None`` when nothing is flagged (undefined, not perfect), recall 1.0 when
+    nothing is true. F1 counts an undefined precision as 0 unless nothing is true either
+    (then flagging nothing was right: F1 1.0).
     """
     flagged, truth = np.asarray(flagged, bool), np.asarray(truth, bool)
     tp = int((flagged & truth).sum())
-    precision = tp / flagged.sum() if flagged.any() else 1.0
     recall = tp / truth.sum() if truth.any() else 1.0
+    if not flagged.any():
+        return {"precision": None, "recall": float(recall), "f1": 0.0 if truth.any() else 1.0}
+    precision = tp / flagged.sum()
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def fmt_rate(value, digits: int = 2) -> str:
+    """A rate for printing: ``0.97`` -> ``"0.97"``, ``None`` (undefined, e.g. the precision of a
+    detector that flagged nothing) -> ``"n/a"``."""
+    return "n/a" if value is None else f"{value:.{digits}f}"

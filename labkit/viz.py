@@ -251,7 +251,8 @@ def run_summary(result, *, note: str = "", ax=None):
             title += f"\n{human(result.defence)}: {describe(own)}"
     if result.detection:
         d = result.detection
-        title += f"\ndetection precision {d['precision']:.2f}, recall {d['recall']:.2f}"
+        prec = "n/a (nothing flagged)" if d["precision"] is None else f"{d['precision']:.2f}"
+        title += f"\ndetection precision {prec}, recall {d['recall']:.2f}"
     if note:
         title += f"\n{note}"
     ax.set_title(_wrap(title, 70), fontsize=9)

@@ -137,7 +137,7 @@ def test_capstone_is_seeded_and_scores_validate():
     a, b = challenge.mystery(5), challenge.mystery(5)
     assert np.array_equal(a.y, b.y) and not np.array_equal(a.y, challenge.mystery(6).y)
     nothing = challenge.score(np.zeros(len(a), bool), seed=5)
-    assert nothing["recall"] == 0 and nothing["precision"] == 1.0
+    assert nothing["recall"] == 0 and nothing["precision"] is None and nothing["f1"] == 0.0   # undefined, not perfect
     everything = challenge.score(np.arange(len(a)), seed=5)
     assert everything["recall"] == 1.0 and everything["precision"] == pytest.approx(
         everything["n_poison"] / len(a))

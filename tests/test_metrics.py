@@ -55,3 +55,20 @@ def test_confusion_and_recall(tiny):
     C = metrics.confusion_matrix(m, tiny)
     assert C.sum() == 40 and C[0, 1] == 5 and C[0, 0] == 5
     assert metrics.per_class_recall(m, tiny)[0] == 0.5
+
+
+def test_a_detector_that_flags_nothing_has_no_precision(tiny):
+    p = make_poisoned(tiny, y=np.where(np.arange(40) < 4, (tiny.y + 1) % 4, tiny.y),
+                      idx=[0, 1, 2, 3], attack="demo", params={})
+    none = np.zeros(40, bool)
+    rep = metrics.detection_report(lk.Detection(np.zeros(40), none, "d"), p)
+    assert rep["precision"] is None and rep["recall"] == 0.0 and rep["f1"] == 0.0
+    assert rep["n_flagged"] == 0
+    # flagging nothing when nothing is poisoned was right; precision is still undefined
+    assert metrics.precision_recall(none, none) == {"precision": None, "recall": 1.0, "f1": 1.0}
+    # one wrong flag is a measured precision of 0, not an undefined one
+    one = none.copy()
+    one[20] = True
+    assert metrics.precision_recall(one, p.is_poison)["precision"] == 0.0
+    assert metrics.fmt_rate(None) == "n/a" and metrics.fmt_rate(0.974) == "0.97"
+    assert metrics.fmt_rate(0.5, 3) == "0.500"

@@ -175,3 +175,13 @@ def test_class_projection_centres_the_class_rows():
     np.testing.assert_allclose(Z.mean(0), 0, atol=1e-12)
     # the first axis carries the most variance
     assert Z[:, 0].var() >= Z[:, 1].var()
+
+
+def test_run_summary_says_precision_is_undefined_when_nothing_was_flagged():
+    import dataclasses
+
+    result = dataclasses.replace(tiny_result(), detection={"precision": None, "recall": 0.0})
+    fig = viz.run_summary(result)
+    title = fig.axes[0].get_title()
+    assert "precision n/a" in title and "precision 1.00" not in title
+    plt.close(fig)

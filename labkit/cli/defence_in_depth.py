@@ -176,9 +176,10 @@ def _cmd_challenge(args) -> int:
         np.savez_compressed(args.export, X=data.X, y=data.y)
         print(f"wrote {args.export}")
     if flags is not None:
+        from ..metrics import fmt_rate
         result = challenge.score(np.array(flags, dtype=np.int64), seed=args.seed)
         print(json.dumps(result, default=float) if args.json else
-              f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}\n" +
+              f"precision {fmt_rate(result['precision'], 3)}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}\n" +
               "\n".join(f"  {name}: recall {v['recall']:.2f} of {v['n_poison']}" if v["recall"] is not None
                         else f"  {name}: none in this mix" for name, v in result["per_family"].items()))
         if challenge.capstone_verdict(result)[0] and not args.json:

@@ -24,7 +24,9 @@ README_END = "<!-- end of headline numbers -->"
 
 
 def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
+    """``None`` is a value the run left undefined (e.g. the precision of a detector that flagged
+    nothing): "n/a", never a number."""
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _summary(r: dict) -> str:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .exercises import exercise, one_of
-from ..metrics import precision_recall
+from ..metrics import fmt_rate, precision_recall
 from ..rng import as_rng
 from ..types import Dataset, Detection, PoisonedDataset
 
@@ -215,6 +215,6 @@ CAPSTONE_GOAL = 0.8
 def capstone_verdict(result: dict) -> tuple[bool, str]:
     """``(passed, message)`` for a :func:`score` result (the exercise and the CLI agree)."""
     per = ", ".join(f"{k} {v['recall']:.2f}" for k, v in result["per_family"].items() if v["recall"] is not None)
-    msg = (f"precision {result['precision']:.2f}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
+    msg = (f"precision {fmt_rate(result['precision'])}, recall {result['recall']:.2f}, F1 {result['f1']:.2f} "
            f"(per family recall: {per}); goal F1 >= {CAPSTONE_GOAL}")
     return result["f1"] >= CAPSTONE_GOAL, msg
