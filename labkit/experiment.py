@@ -367,10 +367,23 @@ def _inference(dspec, ctx, t, settings, rng):
     return guard, None, dspec.report(guard, ctx.test, t.train_set)
 
 
+def _model_repair(dspec, ctx, t, settings, rng):
+    settings = dict(settings)
+    n_clean = int(settings.pop("n_clean", dspec.settings["n_clean"]))
+    if not 0 < n_clean < len(ctx.test):
+        raise ValueError(f"n_clean must be in [1, {len(ctx.test) - 1}], got {n_clean}")
+    held = np.zeros(len(ctx.test), bool)
+    held[rng.choice(len(ctx.test), n_clean, replace=False)] = True
+    rep = dspec.fn(t.victim, ctx.test.subset(held), rng=rng, **settings)
+    rest = ctx.test.subset(~held)                   # rows the defender never saw
+    return rep.model, None, {**rep.report, "clean_accuracy_unseen": metrics.clean_accuracy(rep.model, rest),
+                             "attack_success_unseen": metrics.attack_success_rate(rep.model, t.poisoned, rest)}
+
+
 #: Defence kind -> ``fn(dspec, ctx, trial, settings, rng) -> (model, Detection or None, extra)``:
 #: the one place each kind's call shape (see :mod:`labkit.registry`) is written.
 DEFENDERS: dict[str, Callable] = {"detector": _detector, "training": _training, "aggregation": _aggregation,
-                                  "model": _model, "inference": _inference}
+                                  "model": _model, "inference": _inference, "model_repair": _model_repair}
 
 
 def _defence(ctx: Context, defence: str, settings: dict) -> DefenceSpec:

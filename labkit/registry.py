@@ -40,6 +40,11 @@ Defences: one signature per kind
 ``inference``
     ``fn(data, model, *, rng, **settings) -> predictor`` guards the trained model at test
     time (STRIP): it answers -1 for inputs it rejects; ``report(predictor, test, poisoned)``.
+``model_repair``
+    ``fn(model, clean, *, rng, **settings) -> Repair``: the defender holds only the trained
+    model and a small clean set (``n_clean`` rows the engine draws from the held-out split,
+    never the training set) and inspects or repairs the model (Neural Cleanse, fine-pruning,
+    lesson 9); ``Repair.model`` is measured, ``Repair.report`` is its own numbers.
 """
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ from .defences.feature_outliers import feature_outliers
 from .defences.gradient_audit import audit_gradients
 from .defences.knn_sanitisation import knn_sanitisation
 from .defences.robust_training import adversarial_training, augmentation
+from .defences.neural_cleanse import clean_finetune, fine_pruning, nc_unlearn
 from .defences.spectral_signature import spectral_signature, spectral_signature_paper
 from .defences.strip import strip, strip_report
 from .federated import malicious_clients
@@ -73,7 +79,9 @@ __all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "get_attack", "ge
 #: What the engine itself may hand a crafting function besides the attacker's view
 #: (``rng`` always; ``progress`` and ``history`` where ``takes`` names them).
 ENGINE_PROVIDES = ("rng", "progress", "history")
-DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference")
+DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference", "model_repair")
+#: How many clean rows a ``model_repair`` defence is handed unless ``n_clean`` says otherwise.
+N_CLEAN = 100
 NEEDS = ("pixels", "features", "gradients", None)
 
 
@@ -150,7 +158,8 @@ class DefenceSpec:
     @property
     def settings(self) -> dict:
         skip = ("n_classes", "rng", "gen")
-        return settings_of(self.fn, skip=skip)
+        extra = {"n_clean": N_CLEAN} if self.kind == "model_repair" else {}
+        return {**settings_of(self.fn, skip=skip), **extra}
 
 
 _A, _D = AttackSpec, DefenceSpec
@@ -162,7 +171,7 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        ("knn_sanitisation", "confident_learning", "dpa"), takes=("progress",)),
     _A("backdoor", add_backdoor, "scratch", "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
        ("spectral_signature", "spectral_signature_paper", "activation_clustering", "strip", "augmentation",
-        "adversarial_training")),
+        "adversarial_training", "neural_cleanse", "fine_pruning", "clean_finetune")),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
        ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
@@ -203,6 +212,12 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
     _D("trimmed_mean", "aggregation", aggregation.trimmed_mean, "coordinate-wise mean without the extremes"),
     _D("krum", "aggregation", aggregation.krum, "(multi-)Krum: the update(s) closest to their neighbours"),
     _D("norm_clip", "aggregation", aggregation.norm_clip, "clip every gradient / update to a norm bound, then average"),
+    _D("neural_cleanse", "model_repair", nc_unlearn,
+       "given only the model and a little clean data: reverse-engineer a trigger per class, flag an anomalously small one, unlearn it"),
+    _D("fine_pruning", "model_repair", fine_pruning,
+       "given only the model and a little clean data: prune units dormant on clean data, then fine-tune"),
+    _D("clean_finetune", "model_repair", clean_finetune,
+       "given only the model and a little clean data: fine-tune on it (does the backdoor wash out?)"),
     _D("augmentation", "training", augmentation, "robust training: random one-pixel shifts and pixel noise"),
     _D("adversarial_training", "training", adversarial_training, "robust training on FGSM versions of every mini-batch"),
 )}

@@ -121,7 +121,7 @@ class Scratch:
 
     name = "scratch"
     targeted = False
-    defence_kinds = ("detector", "training", "aggregation", "model", "inference")
+    defence_kinds = ("detector", "training", "aggregation", "model", "inference", "model_repair")
 
     def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
         s = Setting(split.train, split.test, seed, dict(train_kw))

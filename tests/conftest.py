@@ -28,6 +28,7 @@ LESSON_TESTS = {
     "test_label_flip.py": (1,),
     "test_lesson_agreement.py": (3, 4, 5),
     "test_metrics.py": "core",
+    "test_model_repair.py": (9,),
     "test_models.py": "core",
     "test_notebook_checks.py": "core",
     "test_optim.py": "core",
