@@ -115,3 +115,16 @@ def test_model_repair_settings_and_clean_set(name, backdoor_trial):
     assert 0 <= d.row["extra"]["clean_accuracy_unseen"] <= 1
     with pytest.raises(ValueError, match="n_clean"):
         experiment.defend(ctx, t, name, n_clean=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nc_unlearning_removes_the_default_backdoor_with_200_clean_rows(seed):
+    """Floor on development seeds: the most anomalous class is the attacker's, and unlearning
+    its recovered trigger brings attack success to <= 0.15 at <= 3 points of clean accuracy."""
+    ctx = experiment.prepare("backdoor", seed=seed)
+    t = experiment.trial(ctx)
+    assert t.row["attack_success"] > 0.9
+    d = experiment.defend(ctx, t, "neural_cleanse", always=True, n_clean=200)
+    assert d.row["extra"]["suspect_class"] == t.poisoned.target_class
+    assert d.row["attack_success_defended"] <= 0.15
+    assert t.row["clean_accuracy"] - d.row["clean_accuracy_defended"] <= 0.03

@@ -206,7 +206,7 @@ def clean_finetune(model, clean: Dataset, *, epochs: int = 5, lr: float = 0.01, 
     return Repair(out, {"n_clean": len(clean), "epochs": epochs})
 
 
-def nc_unlearn(model, clean: Dataset, *, epochs: int = 10, lr: float = 0.01, stamp_fraction: float = 0.2,
+def nc_unlearn(model, clean: Dataset, *, epochs: int = 20, lr: float = 0.005, stamp_fraction: float = 0.3,
                steps: int = 300, lam: float = 0.1, threshold: float = 3.0, always: bool = False,
                rng=None) -> Repair:
     """Neural Cleanse, then unlearning: if a class is flagged, stamp its recovered trigger on
@@ -215,7 +215,8 @@ def nc_unlearn(model, clean: Dataset, *, epochs: int = 10, lr: float = 0.01, sta
     ``always``: then the most anomalous class's trigger is unlearned anyway (cheap insurance:
     on clean inputs stamped with a non-trigger, true labels are what the model says already).
 
-    ``report``: ``flagged_class`` (-1 for none), ``anomaly_index`` (the largest),
+    ``report``: ``flagged_class`` (-1 for none), ``suspect_class`` (the most anomalous
+    class, flagged or not), ``anomaly_index`` (the largest),
     ``mask_l1`` (the flagged class's, or the smallest), ``n_clean``.
     """
     if not 0 < stamp_fraction <= 1:
@@ -223,6 +224,7 @@ def nc_unlearn(model, clean: Dataset, *, epochs: int = 10, lr: float = 0.01, sta
     rng = as_rng(rng)
     nc = neural_cleanse(model, clean, steps=steps, lam=lam, threshold=threshold, rng=rng)
     report = {"flagged_class": -1 if nc.flagged is None else nc.flagged,
+              "suspect_class": int(np.argmax(nc.anomaly)),
               "anomaly_index": round(float(nc.anomaly.max()), 4),
               "mask_l1": round(float(nc.norms[nc.flagged if nc.flagged is not None else nc.norms.argmin()]), 4),
               "n_clean": len(clean)}
