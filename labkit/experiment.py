@@ -376,8 +376,13 @@ def _model_repair(dspec, ctx, t, settings, rng):
     held[rng.choice(len(ctx.test), n_clean, replace=False)] = True
     rep = dspec.fn(t.victim, ctx.test.subset(held), rng=rng, **settings)
     rest = ctx.test.subset(~held)                   # rows the defender never saw
-    return rep.model, None, {**rep.report, "clean_accuracy_unseen": metrics.clean_accuracy(rep.model, rest),
-                             "attack_success_unseen": metrics.attack_success_rate(rep.model, t.poisoned, rest)}
+    extra = {**rep.report, "clean_accuracy_unseen": metrics.clean_accuracy(rep.model, rest),
+             "attack_success_unseen": metrics.attack_success_rate(rep.model, t.poisoned, rest)}
+    masks = getattr(rep.inspection, "masks", None)
+    if masks is not None and t.poisoned.trigger is not None:   # evaluation: the real trigger
+        real = metrics.trigger_mask(t.poisoned.trigger, ctx.test.X.shape[1:])
+        extra["trigger_overlap"] = metrics.trigger_overlap(masks[int(t.poisoned.target_class)], real)
+    return rep.model, None, extra
 
 
 #: Defence kind -> ``fn(dspec, ctx, trial, settings, rng) -> (model, Detection or None, extra)``:

@@ -194,3 +194,26 @@ def fmt_rate(value, digits: int = 2) -> str:
     """A rate for printing: ``0.97`` -> ``"0.97"``, ``None`` (undefined, e.g. the precision of a
     detector that flagged nothing) -> ``"n/a"``."""
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def trigger_mask(trigger, image_shape) -> np.ndarray:
+    """The pixels a trigger touches, bool ``(H, W)``: where stamping a black or a white
+    image changes it (any channel). Ground truth: for evaluation, never for a defence."""
+    shape = (1, *tuple(image_shape))
+    changed = np.zeros(shape[-2:], bool)
+    for v in (0.0, 1.0):
+        X = np.full(shape, v, np.float32)
+        changed |= (np.abs(trigger(X) - X) > 1e-6)[0].any(0)
+    return changed
+
+
+def trigger_overlap(mask, true_mask) -> float:
+    """The fraction of a real trigger's pixels (``true_mask``, bool ``(H, W)``) among the
+    ``k`` largest pixels of a recovered ``mask``, ``k`` = the real trigger's pixel count.
+    1 = the recovered mask's strongest pixels are exactly the real trigger's."""
+    mask, true_mask = np.asarray(mask, float), np.asarray(true_mask, bool)
+    k = int(true_mask.sum())
+    if k == 0:
+        raise ValueError("the real trigger has no pixels")
+    best = np.argsort(-mask.ravel(), kind="stable")[:k]
+    return float(true_mask.ravel()[best].mean())

@@ -10,8 +10,8 @@ from torch import nn
 
 import labkit as lk
 from labkit import experiment, registry
-from labkit.defences.neural_cleanse import (anomaly_index, fine_pruning, neural_cleanse, reverse_trigger, stamp,
-                                            trigger_overlap)
+from labkit.defences.neural_cleanse import anomaly_index, fine_pruning, neural_cleanse, reverse_trigger, stamp
+from labkit.metrics import trigger_mask, trigger_overlap
 
 MODEL_REPAIR = [n for n, d in registry.DEFENCES.items() if d.kind == "model_repair"]
 FAST = {"neural_cleanse": {"steps": 30}, "fine_pruning": {"epochs": 2}, "clean_finetune": {"epochs": 2}}
@@ -41,6 +41,11 @@ def test_trigger_overlap_hand_worked():
     rec[3, 3], rec[2, 2], rec[0, 0], rec[0, 1] = 0.9, 0.8, 0.7, 0.6   # 2 of the top 4 are real
     assert trigger_overlap(rec, true) == 0.5
     assert trigger_overlap(true.astype(float), true) == 1.0
+
+
+def test_trigger_mask_of_the_default_patch_is_its_bottom_right_square():
+    m = trigger_mask(lk.attacks.patch_trigger(size=2), (1, 8, 8))
+    assert m.sum() == 4 and m[6:, 6:].all()
 
 
 def _planted_model():
@@ -126,5 +131,6 @@ def test_nc_unlearning_removes_the_default_backdoor_with_200_clean_rows(seed):
     assert t.row["attack_success"] > 0.9
     d = experiment.defend(ctx, t, "neural_cleanse", always=True, n_clean=200)
     assert d.row["extra"]["suspect_class"] == t.poisoned.target_class
+    assert d.row["extra"]["trigger_overlap"] >= 0.5
     assert d.row["attack_success_defended"] <= 0.15
     assert t.row["clean_accuracy"] - d.row["clean_accuracy_defended"] <= 0.03

@@ -15,7 +15,7 @@ The defender holds the trained model and a small clean set; never the training s
 
 Every repair returns a :class:`Repair`: the repaired model and a dict of what the defence
 found. How close a recovered trigger is to the real one is measured outside the defence
-(:func:`trigger_overlap`, given the real trigger by the evaluation code).
+(:func:`labkit.metrics.trigger_overlap`, where the ground truth is allowed).
 
 See Also: notebooks/09_model_you_were_handed.ipynb
 """
@@ -29,7 +29,7 @@ import numpy as np
 from ..types import Dataset, as_rng
 
 __all__ = ["reverse_trigger", "anomaly_index", "neural_cleanse", "NCResult", "Repair",
-           "nc_unlearn", "fine_pruning", "clean_finetune", "trigger_overlap", "stamp"]
+           "nc_unlearn", "fine_pruning", "clean_finetune", "stamp"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,15 +277,3 @@ def fine_pruning(model, clean: Dataset, *, prune_fraction: float = 0.8, epochs: 
     out = _finetune(pruned, clean.X, clean.y, epochs=epochs, lr=lr, seed=int(rng.integers(2**31)),
                     n_classes=clean.n_classes) if epochs > 0 else pruned
     return Repair(out, {"n_pruned": int(prune.size), "n_clean": len(clean)})
-
-
-def trigger_overlap(mask, true_mask, *, top: int = None) -> float:
-    """Evaluation only: the fraction of the real trigger's pixels among the ``top`` largest
-    recovered mask pixels (``top`` = the real trigger's size). 1 = the recovered mask's
-    strongest pixels are exactly the real trigger's."""
-    mask, true_mask = np.asarray(mask, float), np.asarray(true_mask, bool)
-    k = int(true_mask.sum()) if top is None else int(top)
-    if k == 0:
-        raise ValueError("the real trigger has no pixels")
-    best = np.argsort(-mask.ravel(), kind="stable")[:k]
-    return float(true_mask.ravel()[best].mean())
