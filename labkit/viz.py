@@ -575,3 +575,23 @@ def gradient_trial(trial: dict, test: Dataset, *, n: int = 6, magnify: float = 4
                  f"{trial['prob_control']:.2f}" + (f"\n{note}" if note else ""), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def recovered_triggers(masks, patterns, *, anomaly=None, real=None, suspect=None):
+    """Neural Cleanse's recovered trigger per class (``mask * pattern``, (n_classes, H, W)
+    and (n_classes, C, H, W)), titled with each class's anomaly index; ``real`` (an image
+    (C, H, W), e.g. a trigger stamped on a black image) is drawn last for comparison and
+    ``suspect`` (a class) gets a red frame.
+
+    See Also: notebooks/09_model_you_were_handed.ipynb
+    """
+    masks, patterns = np.asarray(masks, np.float32), np.asarray(patterns, np.float32)
+    imgs = list(masks[:, None] * patterns)
+    titles = [f"class {c}" + (f"\n{anomaly[c]:.1f}" if anomaly is not None else "") for c in range(len(masks))]
+    highlight = [c == suspect for c in range(len(masks))]
+    if real is not None:
+        imgs.append(np.asarray(real, np.float32))
+        titles.append("real\ntrigger")
+        highlight.append(False)
+    return image_grid(np.stack(imgs), titles, ncols=len(imgs), highlight=highlight,
+                      suptitle="recovered trigger per class (anomaly index)" if anomaly is not None else "")

@@ -134,3 +134,26 @@ def test_nc_unlearning_removes_the_default_backdoor_with_200_clean_rows(seed):
     assert d.row["extra"]["trigger_overlap"] >= 0.5
     assert d.row["attack_success_defended"] <= 0.15
     assert t.row["clean_accuracy"] - d.row["clean_accuracy_defended"] <= 0.03
+
+
+def test_recovered_triggers_figure_has_a_panel_per_class_and_the_real_trigger():
+    masks = np.zeros((3, 4, 4), np.float32)
+    masks[1, 0, 0] = 1
+    fig = lk.viz.recovered_triggers(masks, np.ones((3, 1, 4, 4)), anomaly=np.array([0.1, 3.5, -1.0]),
+                                    real=np.ones((1, 4, 4)), suspect=1)
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 4
+    assert axes[1].get_title() == "class 1\n3.5" and axes[3].get_title() == "real\ntrigger"
+    assert axes[1].images[0].get_array()[0, 0] == 1 and axes[0].images[0].get_array().max() == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_fine_tuning_does_not_wash_the_backdoor_out(seed):
+    """Persistence on development seeds: 100 clean rows, the default learning rate, 1, 5 and
+    20 epochs of fine-tuning leave the backdoor working on most triggered inputs."""
+    ctx = experiment.prepare("backdoor", seed=seed)
+    t = experiment.trial(ctx)
+    curve = experiment.defence_curve(ctx, "clean_finetune", "epochs", [1, 5, 20], trials=[t])
+    success = [r.attack_success_defended for r in curve]
+    assert min(success) > 0.7
+    assert all(r.clean_accuracy_defended > r.clean_accuracy - 0.05 for r in curve)
