@@ -377,7 +377,8 @@ def _model_repair(dspec, ctx, t, settings, rng):
     rep = dspec.fn(t.victim, ctx.test.subset(held), rng=rng, **settings)
     rest = ctx.test.subset(~held)                   # rows the defender never saw
     extra = {**rep.report, "clean_accuracy_unseen": metrics.clean_accuracy(rep.model, rest),
-             "attack_success_unseen": metrics.attack_success_rate(rep.model, t.poisoned, rest)}
+             "attack_success_unseen": metrics.attack_success_rate(rep.model, t.poisoned, rest),
+             "clean_accuracy_unseen_before": metrics.clean_accuracy(t.victim, rest)}
     masks = getattr(rep.inspection, "masks", None)
     if masks is not None and t.poisoned.trigger is not None:   # evaluation: the real trigger
         real = metrics.trigger_mask(t.poisoned.trigger, ctx.test.X.shape[1:])

@@ -157,3 +157,12 @@ def test_clean_fine_tuning_does_not_wash_the_backdoor_out(seed):
     success = [r.attack_success_defended for r in curve]
     assert min(success) > 0.7
     assert all(r.clean_accuracy_defended > r.clean_accuracy - 0.05 for r in curve)
+
+
+def test_nothing_flagged_leaves_the_model_as_it_was(backdoor_trial):
+    ctx, t = backdoor_trial
+    d = experiment.defend(ctx, t, "neural_cleanse", steps=30, threshold=1e9)
+    e = d.row["extra"]
+    assert e["flagged_class"] == -1 and d.model is t.victim
+    assert e["clean_accuracy_unseen"] == e["clean_accuracy_unseen_before"]
+    assert d.row["attack_success_defended"] == t.row["attack_success"]
