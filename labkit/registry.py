@@ -81,7 +81,7 @@ __all__ = ["AttackSpec", "DefenceSpec", "ATTACKS", "DEFENCES", "get_attack", "ge
 ENGINE_PROVIDES = ("rng", "progress", "history")
 DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference", "model_repair")
 #: How many clean rows a ``model_repair`` defence is handed unless ``n_clean`` says otherwise.
-N_CLEAN = 100
+N_CLEAN = 200
 NEEDS = ("pixels", "features", "gradients", None)
 
 

@@ -124,13 +124,14 @@ def test_model_repair_settings_and_clean_set(name, backdoor_trial):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nc_unlearning_removes_the_default_backdoor_with_200_clean_rows(seed):
-    """Floor on development seeds: the most anomalous class is the attacker's, and unlearning
+    """Floor on development seeds: the flagged class (anomaly index > 2) is the attacker's, and unlearning
     its recovered trigger brings attack success to <= 0.15 at <= 3 points of clean accuracy."""
     ctx = experiment.prepare("backdoor", seed=seed)
     t = experiment.trial(ctx)
     assert t.row["attack_success"] > 0.9
-    d = experiment.defend(ctx, t, "neural_cleanse", always=True, n_clean=200)
-    assert d.row["extra"]["suspect_class"] == t.poisoned.target_class
+    d = experiment.defend(ctx, t, "neural_cleanse")
+    assert d.row["extra"]["flagged_class"] == t.poisoned.target_class
+    assert d.row["extra"]["anomaly_index"] > 2
     assert d.row["extra"]["trigger_overlap"] >= 0.5
     assert d.row["attack_success_defended"] <= 0.15
     assert t.row["clean_accuracy"] - d.row["clean_accuracy_defended"] <= 0.03
@@ -149,7 +150,7 @@ def test_recovered_triggers_figure_has_a_panel_per_class_and_the_real_trigger():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_clean_fine_tuning_does_not_wash_the_backdoor_out(seed):
-    """Persistence on development seeds: 100 clean rows, the default learning rate, 1, 5 and
+    """Persistence on development seeds: 200 clean rows, the default learning rate, 1, 5 and
     20 epochs of fine-tuning leave the backdoor working on most triggered inputs."""
     ctx = experiment.prepare("backdoor", seed=seed)
     t = experiment.trial(ctx)

@@ -137,7 +137,7 @@ def anomaly_index(norms) -> np.ndarray:
     return (med - norms) / max(mad, 1e-12)
 
 
-def neural_cleanse(model, clean: Dataset, *, steps: int = 300, lam: float = 0.1, threshold: float = 3.0,
+def neural_cleanse(model, clean: Dataset, *, steps: int = 300, lam: float = 0.1, threshold: float = 2.0,
                    calibrate: bool = True, n_probe: int = 200, rng=None) -> NCResult:
     """Neural Cleanse over every class of ``model``, using only ``clean`` (the defender's data).
 
@@ -146,8 +146,7 @@ def neural_cleanse(model, clean: Dataset, *, steps: int = 300, lam: float = 0.1,
     model : nn.Module, the model under suspicion.
     clean : Dataset, clean labelled images the defender holds.
     steps, lam : optimisation steps and L1 weight of :func:`reverse_trigger`.
-    threshold : float, anomaly index above which a class is flagged (paper: 2; the lab's
-        calibrated rule uses 3, chosen on development seeds).
+    threshold : float, anomaly index above which a class is flagged (Wang et al.: 2).
     calibrate : bool
         ``False``: the paper's rule, the MAD of the raw mask norms. On 8x8 digits it flags
         naturally thin classes (a "1" needs only a few pixels) in clean models. ``True``:
@@ -207,7 +206,7 @@ def clean_finetune(model, clean: Dataset, *, epochs: int = 5, lr: float = 0.01, 
 
 
 def nc_unlearn(model, clean: Dataset, *, epochs: int = 20, lr: float = 0.005, stamp_fraction: float = 0.3,
-               steps: int = 300, lam: float = 0.1, threshold: float = 3.0, always: bool = False,
+               steps: int = 300, lam: float = 0.1, threshold: float = 2.0, always: bool = False,
                rng=None) -> Repair:
     """Neural Cleanse, then unlearning: if a class is flagged, stamp its recovered trigger on
     ``stamp_fraction`` of the clean rows, keep their true labels, and fine-tune a copy of the
