@@ -583,7 +583,7 @@ def recovered_triggers(masks, patterns, *, anomaly=None, real=None, suspect=None
     (C, H, W), e.g. a trigger stamped on a black image) is drawn last for comparison and
     ``suspect`` (a class) gets a red frame.
 
-    See Also: notebooks/09_model_you_were_handed.ipynb
+    See Also: labkit.defences.neural_cleanse
     """
     masks, patterns = np.asarray(masks, np.float32), np.asarray(patterns, np.float32)
     imgs = list(masks[:, None] * patterns)

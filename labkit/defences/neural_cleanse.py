@@ -17,7 +17,7 @@ Every repair returns a :class:`Repair`: the repaired model and a dict of what th
 found. How close a recovered trigger is to the real one is measured outside the defence
 (:func:`labkit.metrics.trigger_overlap`, where the ground truth is allowed).
 
-See Also: notebooks/09_model_you_were_handed.ipynb
+See Also: notebooks/02_backdoors.ipynb (the backdoor these defences face), labkit.defences.strip
 """
 from __future__ import annotations
 
