@@ -51,7 +51,7 @@ from .types import Dataset, Detection, PoisonedDataset, RunResult
 
 __all__ = ["prepare", "craft", "random_control", "trial", "defend", "measure", "run", "sweep", "poison", "repair", "split_settings",
            "defence_curve", "detect", "Context", "Trial", "Defended", "DetectorView", "DEFENDERS", "TRAIN_DEFAULTS", "DEFAULT_DATASET",
-           "trial_rng"]
+           "trial_rng", "model_population"]
 
 #: Training settings every experiment uses unless ``train_kw`` overrides them.
 TRAIN_DEFAULTS = {"model": "mlp"}
@@ -584,3 +584,40 @@ def sweep(attack: str, name: str, values: Iterable, *, seeds: Iterable[int] = (0
             bar.update()
     bar.close()
     return [out[v, s] for v in values for s in seeds]
+
+
+# ---- populations of models (lesson 9's population detector) -------------------------------
+
+def model_population(n: int, *, dataset: Optional[str] = None, seed: int = 0, triggers=("patch",),
+                     rate: float = 0.05, train_kw: Optional[dict] = None) -> tuple:
+    """``n`` models trained on one dataset: even ones clean, odd ones backdoored with a random
+    trigger (kind cycling through ``triggers``; a patch of random size 1-3 at a random
+    position, or a blend of random pattern) and a random target class. Model ``i`` draws
+    everything from ``(seed, i)`` alone, so a population is the same however it is sliced.
+
+    Returns ``(models, is_backdoored (n,) bool, specs)``: ``specs`` one dict per model
+    (``trigger``, ``target_class``, settings), for evaluation only.
+    """
+    from .attacks.backdoor import POSITIONS, add_backdoor
+
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    train = data_mod.load(dataset or DEFAULT_DATASET["scratch"], seed=seed).train
+    kw = {**TRAIN_DEFAULTS, **(train_kw or {})}
+    models_, flags, specs = [], [], []
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), i, 9])
+        model_seed = int(rng.integers(2**31))
+        if i % 2 == 0:
+            data, spec = train, {"trigger": None}
+        else:
+            kind = triggers[(i // 2) % len(triggers)]
+            target = int(rng.integers(train.n_classes))
+            tkw = ({"size": int(rng.integers(1, 4)), "position": POSITIONS[int(rng.integers(len(POSITIONS)))]}
+                   if kind == "patch" else {"seed": int(rng.integers(2**31))})
+            data = add_backdoor(train, trigger=kind, target_class=target, rate=rate, rng=rng, **tkw)
+            spec = {"trigger": kind, "target_class": target, **tkw}
+        models_.append(models.train(data, seed=model_seed, **kw))
+        flags.append(i % 2 == 1)
+        specs.append(spec)
+    return models_, np.array(flags), specs

@@ -27,6 +27,7 @@ LESSON_TESTS = {
     "test_label_defences.py": (1,),
     "test_label_flip.py": (1,),
     "test_lesson_agreement.py": (3, 4, 5),
+    "test_meta_classifier.py": (9,),
     "test_metrics.py": "core",
     "test_model_repair.py": (9,),
     "test_models.py": "core",
