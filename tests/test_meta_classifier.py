@@ -8,6 +8,7 @@ from labkit import experiment
 from labkit.defences.meta_classifier import meta_classifier, meta_scores, query_outputs, random_queries
 
 FAST = {"epochs": 30}
+N_SHADOW, N_HELD_OUT = 100, 40      # models the meta-classifier learns from / is scored on
 
 
 def test_random_queries_are_seeded_images_in_range():
@@ -37,9 +38,9 @@ def test_meta_classifier_needs_both_kinds():
 def test_meta_classifier_separates_held_out_models():
     """Floor on development seeds: trained on 100 models (patch triggers only), scored on 40
     held-out patch models and 40 blend models it never saw a kind of."""
-    train, y_train, _ = experiment.model_population(100, seed=0, train_kw=FAST)
-    seen, y_seen, _ = experiment.model_population(40, seed=1, train_kw=FAST)
-    unseen, y_unseen, _ = experiment.model_population(40, seed=2, triggers=("blend",), train_kw=FAST)
+    train, y_train, _ = experiment.model_population(N_SHADOW, seed=0, train_kw=FAST)
+    seen, y_seen, _ = experiment.model_population(N_HELD_OUT, seed=1, train_kw=FAST)
+    unseen, y_unseen, _ = experiment.model_population(N_HELD_OUT, seed=2, triggers=("blend",), train_kw=FAST)
     q = random_queries((1, 8, 8), n=50, rng=0)
     clf = meta_classifier(query_outputs(train, q), y_train)
     assert lk.metrics.auroc(meta_scores(clf, query_outputs(seen, q)), y_seen) >= 0.9
