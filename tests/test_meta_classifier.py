@@ -36,8 +36,8 @@ def test_meta_classifier_needs_both_kinds():
 
 
 def test_meta_classifier_separates_held_out_models():
-    """Floor on development seeds: trained on 100 models (patch triggers only), scored on 40
-    held-out patch models and 40 blend models it never saw a kind of."""
+    """Floor on development populations: trained on N_SHADOW models (patch triggers only),
+    scored on N_HELD_OUT held-out patch models and as many blend models, a kind it never saw."""
     train, y_train, _ = experiment.model_population(N_SHADOW, seed=0, train_kw=FAST)
     seen, y_seen, _ = experiment.model_population(N_HELD_OUT, seed=1, train_kw=FAST)
     unseen, y_unseen, _ = experiment.model_population(N_HELD_OUT, seed=2, triggers=("blend",), train_kw=FAST)
