@@ -167,3 +167,25 @@ def test_nothing_flagged_leaves_the_model_as_it_was(backdoor_trial):
     assert e["flagged_class"] == -1 and d.model is t.victim
     assert e["clean_accuracy_unseen"] == e["clean_accuracy_unseen_before"]
     assert d.row["attack_success_defended"] == t.row["attack_success"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_large_patch_is_where_neural_cleanse_fails(seed):
+    """The honest failure, on development seeds: a 4x4 patch (a quarter of an 8x8 digit) is
+    no smaller than what the other classes need, so the attacker's class is not flagged and
+    the backdoor stays."""
+    ctx = experiment.prepare("backdoor", seed=seed, params={"size": 4})
+    t = experiment.trial(ctx)
+    d = experiment.defend(ctx, t, "neural_cleanse")
+    assert d.row["extra"]["flagged_class"] != t.poisoned.target_class
+    assert d.row["attack_success_defended"] > 0.9
+
+
+def test_fine_pruning_leaves_the_backdoor_in_a_small_mlp():
+    """The honest failure of pruning here: 80% of the 64 hidden units pruned, then fine-tuned,
+    and the default backdoor still works on more than 15% of triggered inputs (development seed)."""
+    ctx = experiment.prepare("backdoor", seed=0)
+    t = experiment.trial(ctx)
+    d = experiment.defend(ctx, t, "fine_pruning")
+    assert d.row["extra"]["n_pruned"] == 51
+    assert d.row["attack_success_defended"] > 0.15
