@@ -383,6 +383,8 @@ def _model_repair(dspec, ctx, t, settings, rng):
     if masks is not None and t.poisoned.trigger is not None:   # evaluation: the real trigger
         real = metrics.trigger_mask(t.poisoned.trigger, ctx.test.X.shape[1:])
         extra["trigger_overlap"] = metrics.trigger_overlap(masks[int(t.poisoned.target_class)], real)
+    if "flagged_class" in rep.report and t.poisoned.target_class is not None:   # 1.0: the attacker's class flagged
+        extra["flagged_target"] = float(rep.report["flagged_class"] == int(t.poisoned.target_class))
     return rep.model, None, extra
 
 

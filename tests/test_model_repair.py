@@ -132,6 +132,7 @@ def test_nc_unlearning_removes_the_default_backdoor_with_200_clean_rows(seed):
     d = experiment.defend(ctx, t, "neural_cleanse")
     assert d.row["extra"]["flagged_class"] == t.poisoned.target_class
     assert d.row["extra"]["anomaly_index"] > 2
+    assert d.row["extra"]["flagged_target"] == 1.0
     assert d.row["extra"]["trigger_overlap"] >= 0.5
     assert d.row["attack_success_defended"] <= 0.15
     assert t.row["clean_accuracy"] - d.row["clean_accuracy_defended"] <= 0.03
@@ -178,6 +179,7 @@ def test_a_large_patch_is_where_neural_cleanse_fails(seed):
     t = experiment.trial(ctx)
     d = experiment.defend(ctx, t, "neural_cleanse")
     assert d.row["extra"]["flagged_class"] != t.poisoned.target_class
+    assert d.row["extra"]["flagged_target"] == 0.0
     assert d.row["attack_success_defended"] > 0.9
 
 
