@@ -82,9 +82,15 @@ def _legend(ax, *, outside: bool = False, **kw):
     return ax.legend(fontsize=8, loc="best", framealpha=0.85, **kw)
 
 
+#: Pixel images are drawn as stored: 0 black, 1 white. A "white square" trigger or a "bright
+#: corner" in the lessons' words is white on screen, and "brighter" in a difference image
+#: (:func:`clean_label_pairs`, red) means whiter here.
+IMAGE_CMAP = "gray"
+
+
 def _show_image(ax, x):
     img = x.transpose(1, 2, 0) if x.shape[0] == 3 else x[0]
-    ax.imshow(img, cmap=None if x.shape[0] == 3 else "gray_r", vmin=0, vmax=1)
+    ax.imshow(img, cmap=None if x.shape[0] == 3 else IMAGE_CMAP, vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -95,7 +101,9 @@ def image_grid(X, titles: Optional[Sequence[str]] = None, *, ncols: int = 8, hig
     plt = _plt()
     n = len(X)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    title_room = 0.35 if titles is not None else 0.1       # inches above each image for its title
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + title_room) + 0.4 * bool(suptitle)),
+                             squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
             ax.axis("off")
@@ -416,7 +424,8 @@ def clean_label_pairs(poisoned: PoisonedDataset, test: Dataset, *, n: int = 6, m
     """The target, then ``n`` bases before / after poisoning / perturbation x ``magnify``.
 
     Row 1: the target (test image); rows 2-4: bases, poisons (same label), and the change
-    shown as 0.5 + magnify * (poison - base), grey = unchanged.
+    shown as 0.5 + magnify * (poison - base) on a red-blue map: red = brighter, blue = darker,
+    white = unchanged (the suptitle says so too).
     """
     plt = _plt()
     idx = poisoned.poison_idx[:n]
@@ -438,7 +447,8 @@ def clean_label_pairs(poisoned: PoisonedDataset, test: Dataset, *, n: int = 6, m
         axes[1, j].set_title(f"base, label {poisoned.clean.y[i]}", fontsize=7)
         axes[2, j].set_title(f"poison, label {poisoned.y[i]}", fontsize=7)
         axes[3, j].set_title(f"change x{magnify:g}", fontsize=7)
-    fig.suptitle(f"max |change| = {np.abs(poisoned.X - poisoned.clean.X).max():.2f}", fontsize=9)
+    fig.suptitle(f"max |change| = {np.abs(poisoned.X - poisoned.clean.X).max():.2f}; bottom row: "
+                 f"red = brighter, blue = darker, white = unchanged", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -553,8 +563,10 @@ def federated_heatmap(table: dict, *, title: str = "final accuracy (rule x attac
     for (i, j), v in np.ndenumerate(M):
         if not np.isnan(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    import textwrap
+
     ax.set_xticks(range(len(attacks)))
-    ax.set_xticklabels([human(a) for a in attacks], fontsize=8)
+    ax.set_xticklabels([textwrap.fill(human(a), 10) for a in attacks], fontsize=8)   # no overlap
     ax.set_yticks(range(len(rules)))
     ax.set_yticklabels([human(r) for r in rules], fontsize=8)
     ax.set_xlabel("malicious clients' update")

@@ -185,3 +185,26 @@ def test_run_summary_says_precision_is_undefined_when_nothing_was_flagged():
     title = fig.axes[0].get_title()
     assert "precision n/a" in title and "precision 1.00" not in title
     plt.close(fig)
+
+
+def test_pixel_images_draw_bright_as_white_and_changes_red_for_brighter():
+    """The lessons say "white square" and "bright corner": a pixel of 1 must look white, 0
+    black; in a difference image a brighter poison pixel is red, a darker one blue."""
+    X = np.zeros((1, 1, 8, 8), np.float32)
+    X[0, 0, -2:, -2:] = 1.0                                   # a white 2x2 square, bottom right
+    fig = viz.image_grid(X)
+    im = fig.axes[0].images[0]
+    rgba = im.to_rgba(im.get_array())
+    assert np.allclose(rgba[-1, -1, :3], 1.0) and np.allclose(rgba[0, 0, :3], 0.0)
+    plt.close(fig)
+    data = tiny_data()
+    poisoned = tiny_poisoned(data)                           # poisons are 0.1 brighter (clipped)
+    fig = viz.clean_label_pairs(poisoned, data, n=2, magnify=4.0)
+    change = fig.axes[-1].images[0]                          # bottom row, a poison's change
+    arr = np.asarray(change.get_array())
+    rgba = change.to_rgba(arr)
+    brighter = arr > 0.55
+    assert brighter.any()
+    assert (rgba[brighter][:, 0] > rgba[brighter][:, 2]).all()   # red over blue
+    assert "red = brighter" in fig._suptitle.get_text()
+    plt.close(fig)
