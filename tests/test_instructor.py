@@ -34,6 +34,12 @@ def test_answer_key_is_the_generators_output():
         "instructor/answer_key.md is stale: run python instructor/make_answer_key.py"
 
 
+def test_writing_the_answer_key_leaves_a_learners_hint_progress_alone(monkeypatch):
+    monkeypatch.setattr(lk.checks, "_HINTS_SHOWN", {})
+    _load("make_answer_key").render()
+    assert lk.checks._HINTS_SHOWN == {}
+
+
 def test_answer_key_holds_every_exercise_and_its_solution(capsys):
     key = _load("make_answer_key")
     text = (ROOT / "answer_key.md").read_text()
