@@ -76,6 +76,12 @@ def _lookup(d: dict, path: str):
 ACC = {"accuracy_no_attack": "clean_accuracy_no_attack", "accuracy": "clean_accuracy"}
 DET = {"precision": "detection.precision", "recall": "detection.recall"}
 AFTER = {"accuracy_defended": "clean_accuracy_defended", "success_defended": "attack_success_defended"}
+#: A model-level repair: the backdoor before and after, accuracy on all test rows and on the rows
+#: the defender never saw.
+REPAIR = {"success": "attack_success", "success_defended": "attack_success_defended",
+          "accuracy": "clean_accuracy", "accuracy_defended": "clean_accuracy_defended",
+          "accuracy_unseen_before": "extra.clean_accuracy_unseen_before",
+          "accuracy_unseen": "extra.clean_accuracy_unseen"}
 TARGETED = {"success": "attack_success", "control": "control_success", "label_check": "label_consistency",
             "accuracy": "clean_accuracy"}
 
@@ -143,6 +149,25 @@ CLAIMS: tuple = (
           "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
                      "median": "clean_accuracy_defended"}, defence="median", rate=0.2,
           params={"update": "little_is_enough"}),
+    # lesson 9: a model you were handed (the defender holds the model and 200 clean rows)
+    Claim("l9_neural_cleanse", 9, "Neural Cleanse + unlearning, 200 clean rows, against the 2x2 patch: attacker's "
+          "class flagged, anomaly index, trigger overlap, and a class flagged in the model trained without poison",
+          "backdoor", {"target_flagged": "extra.flagged_target", "anomaly_index": "extra.anomaly_index",
+                       "trigger_overlap": "extra.trigger_overlap",
+                       "clean_model_flagged": "extra.flagged_on_clean_model", **REPAIR},
+          defence="neural_cleanse", quick=True),
+    Claim("l9_nc_100_rows", 9, "Neural Cleanse + unlearning with 100 clean rows", "backdoor",
+          {"target_flagged": "extra.flagged_target", **REPAIR}, defence="neural_cleanse",
+          defence_params={"n_clean": 100}),
+    Claim("l9_nc_large_patch", 9, "Neural Cleanse + unlearning against a 4x4 patch", "backdoor",
+          {"target_flagged": "extra.flagged_target", "anomaly_index": "extra.anomaly_index", **REPAIR},
+          defence="neural_cleanse", params={"size": 4}),
+    Claim("l9_fine_pruning", 9, "fine-pruning (80% of the last hidden layer, 10 epochs), 200 clean rows",
+          "backdoor", REPAIR, defence="fine_pruning"),
+    *(Claim(f"l9_finetune_{epochs}", 9, f"clean fine-tuning, {epochs} epoch{'s' if epochs > 1 else ''} on "
+            "200 clean rows (lr 0.01)", "backdoor", REPAIR, defence="clean_finetune",
+            defence_params={"epochs": epochs})
+      for epochs in (1, 5, 20)),
 )
 
 

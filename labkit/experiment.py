@@ -32,6 +32,7 @@ See Also: notebooks/00_welcome.ipynb
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import time
@@ -374,6 +375,7 @@ def _model_repair(dspec, ctx, t, settings, rng):
         raise ValueError(f"n_clean must be in [1, {len(ctx.test) - 1}], got {n_clean}")
     held = np.zeros(len(ctx.test), bool)
     held[rng.choice(len(ctx.test), n_clean, replace=False)] = True
+    same_draws = copy.deepcopy(rng)                 # the clean-model check below draws the same
     rep = dspec.fn(t.victim, ctx.test.subset(held), rng=rng, **settings)
     rest = ctx.test.subset(~held)                   # rows the defender never saw
     extra = {**rep.report, "clean_accuracy_unseen": metrics.clean_accuracy(rep.model, rest),
@@ -385,6 +387,11 @@ def _model_repair(dspec, ctx, t, settings, rng):
         extra["trigger_overlap"] = metrics.trigger_overlap(masks[int(t.poisoned.target_class)], real)
     if "flagged_class" in rep.report and t.poisoned.target_class is not None:   # 1.0: the attacker's class flagged
         extra["flagged_target"] = float(rep.report["flagged_class"] == int(t.poisoned.target_class))
+    if "flagged_class" in rep.report and ctx.baseline is not None:
+        # evaluation: the same inspection, same clean rows and draws, of the model trained
+        # without poison; 1.0 is a false alarm
+        on_clean = dspec.fn(ctx.baseline, ctx.test.subset(held), rng=same_draws, **settings)
+        extra["flagged_on_clean_model"] = float(on_clean.report["flagged_class"] != -1)
     return rep.model, None, extra
 
 

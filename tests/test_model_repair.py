@@ -170,6 +170,17 @@ def test_nothing_flagged_leaves_the_model_as_it_was(backdoor_trial):
     assert d.row["attack_success_defended"] == t.row["attack_success"]
 
 
+def test_the_false_alarm_check_inspects_the_model_trained_without_poison(backdoor_trial):
+    """flagged_on_clean_model follows the clean model's inspection: never with an unreachable
+    threshold, always with a threshold every model passes; the repaired model is the suspect's."""
+    ctx, t = backdoor_trial
+    never = experiment.defend(ctx, t, "neural_cleanse", steps=30, threshold=1e9).row["extra"]
+    always = experiment.defend(ctx, t, "neural_cleanse", steps=30, threshold=-1e9)
+    assert never["flagged_on_clean_model"] == 0.0 and always.row["extra"]["flagged_on_clean_model"] == 1.0
+    assert always.model is not t.victim and always.model is not ctx.baseline
+    assert "flagged_on_clean_model" not in experiment.defend(ctx, t, "fine_pruning", epochs=2).row["extra"]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_large_patch_is_where_neural_cleanse_fails(seed):
     """The honest failure, on development seeds: a 4x4 patch (a quarter of an 8x8 digit) is
