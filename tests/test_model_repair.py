@@ -202,3 +202,19 @@ def test_fine_pruning_leaves_the_backdoor_in_a_small_mlp():
     d = experiment.defend(ctx, t, "fine_pruning")
     assert d.row["extra"]["n_pruned"] == 51
     assert d.row["attack_success_defended"] > 0.15
+
+
+def test_exercise_9_1_the_attackers_class_stands_out_only_against_a_trusted_model():
+    """Exercise 9.1's solution is what the inspection measures (seed 0, the lesson's seed): the
+    suspect's attacker class is above the threshold, the same class is ordinary in the clean
+    baseline, and it is the class whose anomaly rises most from the trusted model to the suspect
+    (the top class of the suspect alone may be a false alarm)."""
+    from labkit.lessons import l09
+
+    ctx = experiment.prepare("backdoor", seed=0)
+    suspect, rows = l09.mystery(0)
+    here = neural_cleanse(suspect, rows, rng=0).anomaly
+    trusted = neural_cleanse(ctx.baseline, rows, rng=0).anomaly
+    c = l09.MYSTERY_TARGET
+    assert here[c] > 2 and trusted[c] < 2
+    assert int(np.argmax(here - trusted)) == c

@@ -8,8 +8,10 @@ the names of the exercises it registers. ``labkit.lessons`` (``LESSONS``, ``load
 ``labkit.bench`` (which notebooks, in which order), ``instructor/make_agenda.py``,
 ``instructor/make_answer_key.py`` and the README's lesson table all read this table.
 
-To add lesson 7: add one :class:`Lesson` here, then write ``labkit/lessons/l07.py``
-(registering the exercises named here) and ``notebooks/07_<slug>.ipynb``; then regenerate
+Lessons are numbered from 0 in the order they are taught; a number may be skipped (a lesson
+planned but not built yet, such as 7 and 8), never repeated or out of order. To add lesson 7:
+add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l07.py`` (registering
+the exercises named here) and ``notebooks/07_<slug>.ipynb``; then regenerate
 what is generated from this table (``python instructor/make_lesson_table.py``, the README;
 ``python instructor/make_answer_key.py``) and measure the new notebook into
 ``instructor/timings.json`` (``python -m labkit bench --notebooks-only --json``, then
@@ -34,7 +36,8 @@ class Lesson:
     Attributes
     ----------
     number : int
-        0, 1, ...: the order lessons are taught in.
+        0, 1, ...: the order lessons are taught in (strictly increasing; planned lessons
+        not built yet leave gaps).
     slug : str
         The notebook's name after its number (``"clean_label"``).
     title : str
@@ -192,6 +195,24 @@ LESSONS: tuple = (
         ),
         minutes_half_day=25, minutes_full_day=35,
         exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered")),
+    Lesson(
+        9, "model_inspection", "A model you were handed",
+        attack="a backdoored model handed over (patch and blend triggers), without its training data",
+        defences="Neural Cleanse, NC unlearning, fine-pruning, clean fine-tuning, a population detector",
+        objectives=(
+            "inspect a model you were handed with only its weights and 200 clean rows: recover a "
+            "trigger per class with **Neural Cleanse** and read its anomaly indices",
+            "tell a real finding from a false alarm by inspecting a model you trust the same way",
+            "repair a backdoored model by **unlearning** the recovered trigger, and measure attack "
+            "success and clean accuracy before and after, also on rows the defender never saw",
+            "say where each defence fails, with numbers: a large patch Neural Cleanse does not "
+            "flag, fine-pruning a small network, and clean fine-tuning that leaves the backdoor in",
+            "score a whole population of models with a **meta-classifier** trained on shadow models "
+            "you built yourself, and read its AUROC on a trigger kind it never saw",
+        ),
+        # the full day had 20 minutes of catch-up left: lesson 9 takes them (slot = this + run time)
+        minutes_half_day=None, minutes_full_day=19,
+        exercises=("l9_which_class", "l9_which_repair", "l9_handed_models")),
 )
 
 # ---- the README's lesson table ---------------------------------------------------------
