@@ -24,13 +24,15 @@ from types import SimpleNamespace
 from typing import Callable, Optional
 
 __all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer",
-           "clean_label_explorer", "gradient_matching_explorer", "federated_explorer", "WIDGET_COST"]
+           "clean_label_explorer", "gradient_matching_explorer", "federated_explorer", "model_repair_explorer",
+           "WIDGET_COST"]
 
 #: The widgets' lower-cost settings (the lessons' defaults are larger).
 WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
                "craft_steps": 60,          # lesson 3 bullseye / collision (lesson: 150 / 200)
                "match_steps": 40,          # lesson 4 gradient matching (lesson widget: 60)
-               "federated_rounds": 10}     # lesson 4 federated rounds (lesson: 20)
+               "federated_rounds": 10,     # lesson 4 federated rounds (lesson: 20)
+               "nc_steps": 100}            # lesson 9 Neural Cleanse trigger search (lesson: 300)
 
 
 @functools.lru_cache(maxsize=1)
@@ -330,3 +332,43 @@ def federated_explorer(split, *, seed: int = 0, rounds: Optional[int] = None):
         attack=_dropdown("their update", L.federated_attacks, "sign_flip", labels=human),
         rule=_dropdown("aggregation rule", L.aggregation_rules, "median", labels=human),
         iid=W.Checkbox(value=True, description="IID shards", style={"description_width": "initial"}))
+
+
+#: Lesson 9's repairs in :func:`model_repair_explorer` (registry names).
+REPAIRS = ("neural_cleanse", "fine_pruning", "clean_finetune")
+
+
+def _model_repair_figure(size, defence, n_clean, seed):
+    """The run's bars (no attack, backdoored, repaired) and what the repair found."""
+    from .viz import run_summary
+
+    settings = {"n_clean": int(n_clean)}
+    if defence == "neural_cleanse":
+        settings["steps"] = WIDGET_COST["nc_steps"]
+    r = _lessons().run("backdoor", defence=defence, seed=seed, params={"size": int(size)},
+                       train_kw=_cheap_train(), defence_params=settings)
+    e = r.extra
+    note = f"{int(n_clean)} clean rows; quick estimate (cheaper training and search than the lesson)"
+    if "flagged_class" in e:
+        found = "nothing flagged" if e["flagged_class"] == -1 else f"flagged class {e['flagged_class']}"
+        note = (f"{found} (attacker's: {'yes' if e.get('flagged_target') == 1.0 else 'no'}), "
+                f"max anomaly {e['anomaly_index']:.1f}; clean model flagged too: "
+                f"{'yes' if e.get('flagged_on_clean_model') == 1.0 else 'no'}\n" + note)
+    return run_summary(r, note=note)
+
+
+def model_repair_explorer(*, seed: int = 0):
+    """Lesson 9: the attacker's patch size, the repair and the defender's clean rows -> a
+    backdoored victim, the repair, attack success and clean accuracy before and after, and
+    (Neural Cleanse) which class was flagged. Quick estimates: the victim trains for
+    ``WIDGET_COST["epochs"]`` epochs and Neural Cleanse searches ``WIDGET_COST["nc_steps"]``
+    steps, so the numbers can differ from the lesson's.
+
+    See Also: notebooks/09_model_inspection.ipynb
+    """
+    return panel(
+        lambda size, defence, n_clean: _model_repair_figure(size, defence, n_clean, seed),
+        title="A model you were handed: trigger size, repair and clean rows",
+        size=_slider("patch size", 2, 1, 4, 1),
+        defence=_dropdown("repair", list(REPAIRS), "neural_cleanse"),
+        n_clean=_dropdown("clean rows", [50, 100, 200], 200))

@@ -177,3 +177,14 @@ def test_federated_explorer_every_control_changes_the_figure():
     assert_each_control_changes_the_figure(box, ["malicious", "attack", "rule", "iid"])
     labels = [t.get_text() for t in box.figure.axes[0].get_legend().get_texts()]
     assert labels == ["mean", lk.viz.human(box.controls["rule"].value)]
+
+
+def test_model_repair_explorer_every_control_changes_the_figure():
+    box = widgets.model_repair_explorer()
+    assert set(box.controls) == {"size", "defence", "n_clean"}
+    title = box.figure.axes[0].get_title()
+    assert "flagged" in title and "200 clean rows" in title and "quick estimate" in title
+    assert len(box.figure.axes[0].get_xticklabels()) == 3          # no attack, attacked, repaired
+    assert_each_control_changes_the_figure(box, ["size", "n_clean", "defence"])
+    assert box.controls["defence"].value == "fine_pruning"
+    assert "flagged" not in box.figure.axes[0].get_title()          # no inspection, no verdict
