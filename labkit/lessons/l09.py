@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from ..experiment import POPULATION_TRAIN, model_population, prepare, trial
+from ..experiment import model_population, prepare, trial
 from ..metrics import fmt_rate, precision_recall
 from .exercises import exercise, one_of, whole_number
 
@@ -55,6 +55,8 @@ def _order(seed: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _handed(seed: int):
+    from ..experiment import POPULATION_TRAIN
+
     models, flags, specs = model_population(N_HANDED, seed=int(seed), start=HANDED_START,
                                             triggers=("patch", "blend"), train_kw=POPULATION_TRAIN)
     order = _order(seed)
@@ -71,6 +73,8 @@ def shadow_population(seed: int = 0, *, n: int = N_SHADOW, start: int = 0) -> tu
     """The defender's own population: ``lk.experiment.model_population(n, seed=seed,
     start=start)`` with patch triggers and the population training settings. Returns
     ``(models, is_backdoored)`` (the defender built them, so it knows which is which)."""
+    from ..experiment import POPULATION_TRAIN
+
     models, flags, _ = model_population(n, seed=int(seed), start=start, train_kw=POPULATION_TRAIN)
     return models, flags
 
