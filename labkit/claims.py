@@ -14,10 +14,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .experiment import run
+from .experiment import population_detection, run
 
 __all__ = ["DEV_SEEDS", "REPORTING_SEEDS", "QUICK_SEEDS", "Claim", "CLAIMS", "claim", "measure"]
 
+#: The ``attack`` of a claim measured by ``python -m labkit population`` (not ``run``).
+POPULATION = "population"
 #: Seeds on which the lab's settings and thresholds were chosen.
 DEV_SEEDS = (0, 1, 2, 3, 4)
 #: Seeds on which every stated number is measured (never used to choose anything).
@@ -32,6 +34,9 @@ class Claim:
 
     ``fields`` maps a short name to a dotted path into the run's JSON (``RunResult.as_dict``),
     e.g. ``"recall": "detection.recall"``. ``quick`` claims run under ``reproduce --quick``.
+    ``attack="population"`` is the ``population`` command instead of ``run`` (lesson 9's
+    population detector; no defence, rate or settings): its fields are paths into that
+    command's JSON.
     """
 
     name: str
@@ -48,6 +53,8 @@ class Claim:
 
     def command(self, seed="SEED") -> str:
         """The command line that measures this claim on one seed."""
+        if self.attack == POPULATION:
+            return f"python -m labkit population --seed {seed} --json"
         parts = ["python -m labkit run", self.attack]
         if self.defence:
             parts += ["--defence", self.defence]
@@ -62,6 +69,9 @@ class Claim:
 
     def values(self, seed: int) -> dict:
         """Run the claim's command on ``seed`` and read its fields."""
+        if self.attack == POPULATION:
+            result = population_detection(seed=seed)
+            return {name: _lookup(result, path) for name, path in self.fields.items()}
         result = run(self.attack, defence=self.defence, dataset=self.dataset, seed=seed, rate=self.rate,
                      params=dict(self.params), defence_params=dict(self.defence_params)).as_dict()
         return {name: _lookup(result, path) for name, path in self.fields.items()}
@@ -168,6 +178,9 @@ CLAIMS: tuple = (
             "200 clean rows (lr 0.01)", "backdoor", REPAIR, defence="clean_finetune",
             defence_params={"epochs": epochs})
       for epochs in (1, 5, 20)),
+    Claim("l9_population", 9, "population detector: trained on 100 shadow models (patch triggers), 50 random "
+          "queries; AUROC on 40 held-out patch models and on 40 blend models (a trigger kind it never saw)",
+          POPULATION, {"auroc_patch": "auroc_seen", "auroc_blend_unseen": "auroc_unseen"}),
 )
 
 

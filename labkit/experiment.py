@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from .types import Dataset, Detection, PoisonedDataset, RunResult
 
 __all__ = ["prepare", "craft", "random_control", "trial", "defend", "measure", "run", "sweep", "poison", "repair", "split_settings",
            "defence_curve", "detect", "Context", "Trial", "Defended", "DetectorView", "DEFENDERS", "TRAIN_DEFAULTS", "DEFAULT_DATASET",
-           "trial_rng", "model_population"]
+           "trial_rng", "model_population", "population_detection"]
 
 #: Training settings every experiment uses unless ``train_kw`` overrides them.
 TRAIN_DEFAULTS = {"model": "mlp"}
@@ -598,11 +599,13 @@ def sweep(attack: str, name: str, values: Iterable, *, seeds: Iterable[int] = (0
 # ---- populations of models (lesson 9's population detector) -------------------------------
 
 def model_population(n: int, *, dataset: Optional[str] = None, seed: int = 0, triggers=("patch",),
-                     rate: float = 0.05, train_kw: Optional[dict] = None) -> tuple:
-    """``n`` models trained on one dataset: even ones clean, odd ones backdoored with a random
-    trigger (kind cycling through ``triggers``; a patch of random size 1-3 at a random
-    position, or a blend of random pattern) and a random target class. Model ``i`` draws
-    everything from ``(seed, i)`` alone, so a population is the same however it is sliced.
+                     rate: float = 0.05, train_kw: Optional[dict] = None, start: int = 0,
+                     progress: bool = False) -> tuple:
+    """``n`` models trained on one dataset, numbered ``start, start + 1, ...``: even ones clean,
+    odd ones backdoored with a random trigger (kind cycling through ``triggers``; a patch of
+    random size 1-3 at a random position, or a blend of random pattern) and a random target
+    class. Model ``i`` draws everything from ``(seed, i)`` alone, so a population is the same
+    however it is sliced, and populations with disjoint numbers share no model.
 
     Returns ``(models, is_backdoored (n,) bool, specs)``: ``specs`` one dict per model
     (``trigger``, ``target_class``, settings), for evaluation only.
@@ -611,10 +614,14 @@ def model_population(n: int, *, dataset: Optional[str] = None, seed: int = 0, tr
 
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
     train = data_mod.load(dataset or DEFAULT_DATASET["scratch"], seed=seed).train
     kw = {**TRAIN_DEFAULTS, **(train_kw or {})}
     models_, flags, specs = [], [], []
-    for i in range(n):
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(start, start + n), desc="models", disable=not progress, leave=False):
         rng = np.random.default_rng([int(seed), i, 9])
         model_seed = int(rng.integers(2**31))
         if i % 2 == 0:
@@ -630,3 +637,39 @@ def model_population(n: int, *, dataset: Optional[str] = None, seed: int = 0, tr
         flags.append(i % 2 == 1)
         specs.append(spec)
     return models_, np.array(flags), specs
+
+
+#: Training of population models: fewer epochs than a lesson's victim (a population is many models).
+POPULATION_TRAIN = {"epochs": 30}
+
+
+def population_detection(*, dataset: Optional[str] = None, seed: int = 0,
+                         n_shadow: int = 100, n_held_out: int = 40, n_queries: int = 50,
+                         train_kw: Optional[dict] = None, progress: bool = False) -> dict:
+    """The population detector (MNTD-style), measured: the defender trains ``n_shadow`` models
+    of its own (half clean, half backdoored with random patch triggers), fits a meta-classifier
+    on their answers to ``n_queries`` random inputs, then scores models it never saw:
+    ``n_held_out`` patch-backdoored or clean ones (a trigger kind it trained on) and
+    ``n_held_out`` blend-backdoored or clean ones (a kind it never saw). The three groups are
+    disjoint numbers of one :func:`model_population`.
+
+    Returns ``{"auroc_seen", "auroc_unseen", "scores_seen", "scores_unseen",
+    "is_backdoored_seen", "is_backdoored_unseen", "n_shadow", "n_held_out", "n_queries"}``.
+    """
+    from .defences.meta_classifier import meta_classifier, meta_scores, query_outputs, random_queries
+
+    if n_shadow < 2 or n_held_out < 2 or n_queries < 1:
+        raise ValueError(f"need n_shadow >= 2, n_held_out >= 2, n_queries >= 1; got {n_shadow}, {n_held_out}, {n_queries}")
+    kw = {**POPULATION_TRAIN, **(train_kw or {})}
+    pop = functools.partial(model_population, dataset=dataset, seed=seed, train_kw=kw, progress=progress)
+    shadow, y_shadow, _ = pop(n_shadow)
+    seen, y_seen, _ = pop(n_held_out, start=n_shadow)
+    unseen, y_unseen, _ = pop(n_held_out, start=n_shadow + n_held_out, triggers=("blend",))
+    shape = data_mod.load(dataset or DEFAULT_DATASET["scratch"], seed=seed).train.X.shape[1:]
+    queries = random_queries(shape, n=n_queries, rng=np.random.default_rng([int(seed), 11]))
+    clf = meta_classifier(query_outputs(shadow, queries), y_shadow)
+    s_seen, s_unseen = meta_scores(clf, query_outputs(seen, queries)), meta_scores(clf, query_outputs(unseen, queries))
+    return {"auroc_seen": metrics.auroc(s_seen, y_seen), "auroc_unseen": metrics.auroc(s_unseen, y_unseen),
+            "scores_seen": s_seen.tolist(), "scores_unseen": s_unseen.tolist(),
+            "is_backdoored_seen": y_seen.tolist(), "is_backdoored_unseen": y_unseen.tolist(),
+            "n_shadow": n_shadow, "n_held_out": n_held_out, "n_queries": n_queries}

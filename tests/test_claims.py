@@ -29,8 +29,12 @@ def test_seed_sets_are_disjoint():
 def test_every_claim_is_a_valid_command(c):
     argv = c.command(seed=3).split()[3:]          # drop "python -m labkit"
     args = build_parser().parse_args(argv)
-    assert args.attack == c.attack and args.seed == 3 and args.json
-    resolve(c.attack, c.defence)                     # the defence applies to the attack
+    assert args.seed == 3 and args.json
+    if c.attack == claims.POPULATION:
+        assert args.command == "population" and c.defence is None and not c.params and c.rate is None
+    else:
+        assert args.command == "run" and args.attack == c.attack
+        resolve(c.attack, c.defence)                     # the defence applies to the attack
 
 
 def test_claim_names_are_unique_and_quick_claims_exist():

@@ -1,5 +1,7 @@
 """Lesson 9's population detector (MNTD-style): populations built by the engine, query
 fingerprints, a meta-classifier scored on held-out models of seen and unseen trigger kinds."""
+import json
+
 import numpy as np
 import pytest
 
@@ -35,13 +37,31 @@ def test_meta_classifier_needs_both_kinds():
         meta_classifier(np.zeros((4, 3)), [True] * 4)
 
 
-def test_meta_classifier_separates_held_out_models():
-    """Floor on development populations: trained on N_SHADOW models (patch triggers only),
-    scored on N_HELD_OUT held-out patch models and as many blend models, a kind it never saw."""
-    train, y_train, _ = experiment.model_population(N_SHADOW, seed=0, train_kw=FAST)
-    seen, y_seen, _ = experiment.model_population(N_HELD_OUT, seed=1, train_kw=FAST)
-    unseen, y_unseen, _ = experiment.model_population(N_HELD_OUT, seed=2, triggers=("blend",), train_kw=FAST)
-    q = random_queries((1, 8, 8), n=50, rng=0)
-    clf = meta_classifier(query_outputs(train, q), y_train)
-    assert lk.metrics.auroc(meta_scores(clf, query_outputs(seen, q)), y_seen) >= 0.9
-    assert lk.metrics.auroc(meta_scores(clf, query_outputs(unseen, q)), y_unseen) >= 0.9
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_meta_classifier_separates_held_out_models(seed):
+    """Floor on development seeds, through the engine (what ``python -m labkit population`` and
+    the claim run): trained on N_SHADOW models (patch triggers only), scored on N_HELD_OUT
+    held-out patch models and as many blend models, a kind it never saw."""
+    r = experiment.population_detection(seed=seed, n_shadow=N_SHADOW, n_held_out=N_HELD_OUT)
+    assert sum(r["is_backdoored_seen"]) == sum(r["is_backdoored_unseen"]) == N_HELD_OUT // 2
+    assert r["auroc_seen"] >= 0.9 and r["auroc_unseen"] >= 0.9
+
+
+def test_held_out_models_are_numbered_after_the_shadow_models():
+    q = random_queries((1, 8, 8), n=3, rng=0)
+    four, _, _ = experiment.model_population(4, seed=0, train_kw=FAST)
+    last_two, flags, specs = experiment.model_population(2, seed=0, train_kw=FAST, start=2)
+    np.testing.assert_array_equal(query_outputs(last_two, q), query_outputs(four[2:], q))
+    assert flags.tolist() == [False, True] and specs[1]["trigger"] == "patch"
+    with pytest.raises(ValueError, match="start"):
+        experiment.model_population(2, start=-1)
+
+
+def test_population_command_prints_the_engines_result(capsys):
+    from labkit.cli import main
+
+    assert main(["population", "--seed", "3", "--shadow", "6", "--held-out", "4", "--queries", "5", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(experiment.population_detection(seed=3, n_shadow=6, n_held_out=4,
+                                                                             n_queries=5)))
+    assert len(printed["scores_seen"]) == len(printed["scores_unseen"]) == 4

@@ -1,10 +1,14 @@
-"""``list``, ``run`` and ``tour``: the registry and :func:`labkit.experiment.run` on the command line.
+"""``list``, ``run``, ``population`` and ``tour``: the registry and :func:`labkit.experiment.run` on the
+command line.
 
 - ``list [--json]``: every attack (scenario, settings and defaults, the defences that apply)
   and every defence (kind, settings).
 - ``run ATTACK [--defence NAME] [--dataset D] [--seed N] [--rate R] [--set K=V ...]
   [--defence-set K=V ...] [--json]``: one experiment; a defence that does not apply, an
   unknown setting or a bad value exits 2 with a one-line reason before any work starts.
+- ``population [--seed N] [--shadow N] [--held-out N] [--queries N] [--json]``: the population
+  detector of lesson 9 (:func:`labkit.experiment.population_detection`), AUROC on held-out
+  models of a trigger kind it trained on and of one it never saw.
 - ``tour [--quick] [--json]``: every attack against every defence that applies, a scoreboard.
 """
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import ast
 import json
 
-from .validate import rate, seed
+from .validate import count, rate, seed
 
 __all__ = ["add_parser", "JSON_FIELDS"]
 
@@ -92,6 +96,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_population(args) -> int:
+    from ..experiment import population_detection
+
+    r = population_detection(dataset=args.dataset, seed=args.seed, n_shadow=args.shadow, n_held_out=args.held_out,
+                             n_queries=args.queries, progress=not args.json)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"trained on {r['n_shadow']} shadow models (patch triggers), {r['n_queries']} random queries")
+        print(f"AUROC on {r['n_held_out']} held-out patch models: {r['auroc_seen']:.2f}")
+        print(f"AUROC on {r['n_held_out']} blend models (a trigger it never saw): {r['auroc_unseen']:.2f}")
+    return 0
+
+
 def cmd_tour(args) -> int:
     from ..experiment import run
     from ..registry import ATTACKS
@@ -111,7 +129,7 @@ def cmd_tour(args) -> int:
 
 
 def add_parser(sub) -> None:
-    """Register ``list``, ``run`` and ``tour``."""
+    """Register ``list``, ``run``, ``population`` and ``tour``."""
     from ..data import DATASETS
 
     p = sub.add_parser("list", help="registered attacks and defences")
@@ -131,6 +149,16 @@ def add_parser(sub) -> None:
                    help="a setting of the defence (repeatable)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("population", help="the population detector: a meta-classifier trained on shadow models, "
+                                          "scored on held-out models (lesson 9)")
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="default: digits")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--shadow", type=count(10_000, 2), default=100, help="models the meta-classifier learns from")
+    p.add_argument("--held-out", type=count(10_000, 2), default=40, help="held-out models of each trigger kind")
+    p.add_argument("--queries", type=count(10_000), default=50, help="random query inputs")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_population)
 
     p = sub.add_parser("tour", help="every attack with the defences that apply, as a scoreboard")
     p.add_argument("--quick", action="store_true", help="only the first defence per attack, 3 targets")
