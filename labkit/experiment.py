@@ -60,7 +60,7 @@ TRAIN_DEFAULTS = {"model": "mlp"}
 
 #: Datasets each scenario runs on when none is named (where the attack is known to work).
 DEFAULT_DATASET = {"scratch": "digits", "transfer": "digits", "finetune": "mnist_sample",
-                   "federated": "digits"}
+                   "federated": "digits", "text": "pydoc_topics"}
 
 #: The random streams of one trial (see the module docstring).
 STREAMS = {"attack": 1, "control": 2, "defence": 3}
@@ -200,8 +200,9 @@ class Trial:
     ``poisoned`` is what the attacker crafted (ground truth inside), ``train_set`` what the
     victim and the defender see (the fine-tuning batch, or ``poisoned`` itself),
     ``victim`` the model trained on it; ``control`` / ``control_victim`` the same-budget
-    random perturbation of the same rows and its victim (targeted attacks with an ``eps``;
-    else ``None``); ``history`` the attack's per-step record where it keeps one; ``row`` the
+    random perturbation of the same rows and its victim (targeted attacks with an ``eps``),
+    or the scenario's own control (``text``: the trigger in random rows with true labels);
+    else ``None``; ``history`` the attack's per-step record where it keeps one; ``row`` the
     measured numbers (see :func:`trial`).
     """
 
@@ -251,7 +252,7 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
     ``target_idx``, ``target_class``, ``target_prob`` (the victim's probability of the
     attacker's class on the target), ``label_consistency`` and ``label_checks``
     (:func:`labkit.metrics.label_checks`), and with a control ``control_success`` and
-    ``control_prob``.
+    ``control_prob``. A scenario with its own ``control`` (``text``) adds ``control_success``.
     """
     if not 0 <= i < ctx.n_trials:
         raise ValueError(f"trial must be in [0, {ctx.n_trials}), got {i}")
@@ -274,6 +275,10 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
             ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
             row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
             row["control_prob"] = metrics.target_probability(ctl_victim, poisoned, test)
+    elif control and hasattr(scenario, "control"):
+        ctl = scenario.control(setting, poisoned, trial_rng(ctx.seed, i, "control"))
+        ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
+        row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
     return Trial(i, poisoned, train_set, victim, ctl, ctl_victim, history, row)
 
 
@@ -298,6 +303,11 @@ class DetectorView:
 
     def inputs(self, needs: str) -> np.ndarray:
         if needs == "pixels":
+            return self.data.flat()
+        if needs == "words":
+            from .text import vocabulary
+            if self.data.X.shape[1:] != (1, 1, len(vocabulary())):
+                raise ValueError(f"a words detector needs a text dataset (labkit.text), got {self.data!r}")
             return self.data.flat()
         if needs == "features":
             return self._features(self.data.X)

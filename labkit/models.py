@@ -30,7 +30,8 @@ from .types import Dataset
 limit_threads()  # one thread unless LABKIT_THREADS says otherwise (see labkit.compute)
 
 __all__ = ["Net", "mlp", "small_cnn", "MODELS", "train", "predict_proba", "predict", "embed",
-           "default_device", "seed_for", "pretrained_extractor", "transfer_victim", "fine_tune"]
+           "default_device", "seed_for", "pretrained_extractor", "transfer_victim", "fine_tune",
+           "BagOfWordsClassifier", "text_classifier"]
 
 
 class Net(nn.Module):
@@ -298,3 +299,48 @@ def fine_tune(deployed: nn.Module, data: Dataset, rows=None, *, epochs: int = 10
 
     part = data if rows is None else data.subset(rows)
     return train(part, model=copy.deepcopy(deployed), epochs=epochs, lr=lr, seed=seed, **train_kw)
+
+
+# ---- a text victim (lesson 7) -----------------------------------------------------------------
+
+class BagOfWordsClassifier:
+    """TF-IDF weighting and a logistic regression over bag-of-words rows ``(n, 1, 1, V)``
+    (:mod:`labkit.text`): the classic text classifier, fitted in well under a second.
+
+    ``features(X)`` is the TF-IDF representation (rows scaled to unit length), what the
+    logistic regression reads: the "activations" a feature-space detector inspects.
+    """
+
+    def __init__(self, idf: np.ndarray, clf):
+        self.idf, self.clf = idf, clf
+
+    def features(self, X) -> np.ndarray:
+        Z = np.asarray(X, np.float64).reshape(len(X), -1) * self.idf
+        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.clf.predict_proba(self.features(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.clf.predict(self.features(X))
+
+    def __repr__(self) -> str:
+        return f"BagOfWordsClassifier(V={self.idf.size}, C={self.clf.C})"
+
+
+def text_classifier(data: Dataset, *, C: float = 100.0) -> BagOfWordsClassifier:
+    """Fit :class:`BagOfWordsClassifier` on ``data``: smoothed IDF from ``data``'s own rows
+    (``log((1 + n) / (1 + df)) + 1``, as scikit-learn's ``TfidfTransformer``), then an
+    L2-regularised logistic regression with inverse strength ``C`` (lbfgs; deterministic,
+    so it takes no seed)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if C <= 0:
+        raise ValueError(f"C must be > 0, got {C}")
+    if len(data) == 0:
+        raise ValueError("cannot train on an empty dataset")
+    B = data.flat() > 0
+    idf = np.log((1 + len(data)) / (1 + B.sum(0))) + 1.0
+    model = BagOfWordsClassifier(idf, None)
+    model.clf = LogisticRegression(C=C, max_iter=3000).fit(model.features(data.X), data.y)
+    return model

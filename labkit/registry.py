@@ -24,8 +24,8 @@ Defences: one signature per kind
 ``detector``
     ``fn(inputs, labels, **settings) -> Detection``, over arrays, where ``inputs`` is what
     ``needs`` names: ``"pixels"`` (the training images, flattened), ``"features"`` (the
-    victim's penultimate activations) or ``"gradients"`` (per-sample gradients of the
-    victim's head). ``n_classes`` and ``rng`` are passed where the signature takes them.
+    victim's penultimate activations), ``"gradients"`` (per-sample gradients of the
+    victim's head) or ``"words"`` (a text corpus's bag-of-words rows, :mod:`labkit.text`). ``n_classes`` and ``rng`` are passed where the signature takes them.
     The experiment then drops the flagged rows (``repair="drop"``) or relabels them with
     ``Detection.labels`` (``repair="relabel"``) and retrains.
 ``training``
@@ -57,6 +57,7 @@ from .attacks.clean_label import bullseye_polytope
 from .attacks.feature_collision import collide_features
 from .attacks.gradient_matching import match_gradients
 from .attacks.label_flip import flip_labels
+from .attacks.text_backdoor import insert_trigger, insert_trigger_clean_label
 from .defences import aggregation
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
@@ -65,10 +66,12 @@ from .defences.dp_sgd import clip_and_noise
 from .defences.dpa import certified_accuracy, dpa
 from .defences.feature_outliers import feature_outliers
 from .defences.gradient_audit import audit_gradients
+from .defences.keyword_label import keyword_label
 from .defences.knn_sanitisation import knn_sanitisation
+from .defences.onion import onion
 from .defences.robust_training import adversarial_training, augmentation
-from .defences.neural_cleanse import clean_finetune, fine_pruning, nc_unlearn
 from .defences.spectral_signature import spectral_signature, spectral_signature_paper
+from .defences.neural_cleanse import clean_finetune, fine_pruning, nc_unlearn
 from .defences.strip import strip, strip_report
 from .federated import malicious_clients
 from .scenarios import SCENARIOS
@@ -82,7 +85,7 @@ ENGINE_PROVIDES = ("rng", "progress", "history")
 DEFENCE_KINDS = ("detector", "training", "aggregation", "model", "inference", "model_repair")
 #: How many clean rows a ``model_repair`` defence is handed unless ``n_clean`` says otherwise.
 N_CLEAN = 200
-NEEDS = ("pixels", "features", "gradients", None)
+NEEDS = ("pixels", "features", "gradients", "words", None)
 
 
 def settings_of(fn: Callable, skip=()) -> dict:
@@ -164,8 +167,9 @@ class DefenceSpec:
 
 _A, _D = AttackSpec, DefenceSpec
 _TARGETED = ("test", "target_idx", "target_class")
+_TEXT_DEFENCES = ("onion", "keyword_label", "spectral_signature", "activation_clustering")
 
-#: name -> AttackSpec. Lessons 1-4.
+#: name -> AttackSpec. Lessons 1-4 and 7.
 ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
     _A("label_flip", flip_labels, "scratch", "relabel a fraction of rows (random, targeted, class-pair heuristic, greedy optimised)",
        ("knn_sanitisation", "confident_learning", "dpa"), takes=("progress",)),
@@ -180,6 +184,10 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        ("dp_sgd", "gradient_audit"), takes=(*_TARGETED, "surrogates", "guards", "batch_clean", "progress", "history")),
     _A("federated", malicious_clients, "federated", "malicious clients send crafted updates (sign flipping, scaling, ALIE)",
        ("median", "trimmed_mean", "krum", "norm_clip")),
+    _A("text_backdoor", insert_trigger, "text", "insert trigger words (rare tokens or a natural phrase) into a few paragraphs, relabel them",
+       _TEXT_DEFENCES),
+    _A("text_clean_label", insert_trigger_clean_label, "text",
+       "insert trigger words into a few paragraphs of the target class, labels kept true", _TEXT_DEFENCES),
 )}
 
 #: name -> DefenceSpec. Lessons 1-5.
@@ -204,6 +212,10 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
        needs="features"),
     _D("feature_outliers", "detector", feature_outliers, "drop, per class, the rows farthest from the class centre",
        needs="features"),
+    _D("onion", "detector", onion, "drop paragraphs holding words a clean reference language model finds least likely (ONION)",
+       needs="words"),
+    _D("keyword_label", "detector", keyword_label, "drop paragraphs whose strongest word pulls one label too hard (BKI-style)",
+       needs="words"),
     _D("gradient_audit", "detector", audit_gradients, "drop rows whose per-sample gradient is anomalous within their class",
        needs="gradients"),
     _D("dp_sgd", "aggregation", clip_and_noise, "clip every per-sample gradient and add Gaussian noise (DP-SGD)"),

@@ -11,6 +11,7 @@ scenario      the victim ...                                                   a
 ``transfer``  retrains a linear head on a public, frozen feature extractor     clean-label
 ``finetune``  fine-tunes its deployed model on a new batch with the poisons    gradient matching
 ``federated`` averages client updates over rounds; some clients are malicious  malicious clients
+``text``      fits TF-IDF + logistic regression on (a sample of) a text corpus  text backdoors
 ============  ==============================================================  ===========
 
 A scenario is a small object with ``prepare(split, seed=, train_kw=)`` (what exists before
@@ -35,10 +36,11 @@ import numpy as np
 from . import models
 from .attacks._targeted import choose_targets, choose_targets_one_by_one
 from .attacks.gradient_matching import linear_guard
+from .attacks.text_backdoor import trigger_control
 from .federated import federated_train
 from .types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "SCENARIOS", "restrict"]
+__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "Text", "SCENARIOS", "restrict"]
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -265,5 +267,49 @@ class Federated(Scratch):
         raise ValueError("federated runs have no training set a detector could look at")
 
 
+class Text(Scratch):
+    """A text classifier (lesson 7): the victim fits TF-IDF + logistic regression
+    (:func:`labkit.models.text_classifier`, inverse regularisation ``C``) on a bag-of-words
+    corpus (:mod:`labkit.text`). ``n_train`` keeps a stratified sample of that many training
+    paragraphs (drawn from the seed; ``None`` keeps all): the corpus size of the
+    constant-count experiment. The attacker gets the test split's format only. Every
+    trial also trains a control victim (:meth:`control`: the same trigger in random rows
+    with true labels)."""
+
+    name = "text"
+    targeted = False
+    defence_kinds = ("detector",)
+
+    def __init__(self, *, n_train: Optional[int] = None, C: float = 100.0):
+        if n_train is not None and (not isinstance(n_train, (int, np.integer)) or n_train < 8):
+            raise ValueError(f"n_train must be an int >= 8 or None, got {n_train!r}")
+        if not C > 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        self.n_train, self.C = (None if n_train is None else int(n_train)), float(C)
+
+    def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
+        train = split.train
+        if self.n_train is not None:
+            if self.n_train > len(train):
+                raise ValueError(f"n_train={self.n_train} exceeds the {len(train)} training rows")
+            from .data import subset
+            train = subset(train, self.n_train, rng=np.random.default_rng([int(seed), 0, 4]))
+        s = Setting(train, split.test, seed, {})
+        s.baseline = baseline if baseline is not None else self.victim(s, train, seed)
+        return s
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        return models.text_classifier(data, C=self.C)
+
+    robust_victim = victim
+
+    def control(self, setting: Setting, poisoned: PoisonedDataset, rng) -> PoisonedDataset:
+        """The same-budget control: the trigger in as many random rows, true labels kept."""
+        return trigger_control(poisoned, rng=rng)
+
+    def features(self, setting: Setting, model, X) -> np.ndarray:
+        return model.features(X)
+
+
 #: Scenario name -> class (instantiated per run with the run's scenario settings).
-SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated)}
+SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated, Text)}

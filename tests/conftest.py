@@ -51,6 +51,7 @@ LESSON_TESTS = {
     "test_supplychain_instantiate.py": (6,),
     "test_supplychain_pinning.py": (6,),
     "test_supplychain_scanner.py": (6,),
+    "test_text.py": (7,),
     "test_types.py": "core",
     "test_viz.py": "core",
     "test_widgets.py": (1, 2, 3, 4),

@@ -16,7 +16,9 @@ from labkit.registry import ATTACKS, DEFENCES, AttackSpec
 
 #: Per scenario, the settings that make a run take seconds (CLI --set values).
 TINY = {"scratch": {}, "transfer": {"n_targets": 1, "head_epochs": 2, "steps": 2},
-        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}}
+        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}, "text": {}}
+#: Per scenario, the dataset its tiny runs use (digits unless the scenario needs text).
+TINY_DATA = {"text": "pydoc_topics"}
 TINY_DEFENCE = {"dpa": {"k": 5}, "confident_learning": {"n_folds": 2}}
 PAIRS = [(a, d) for a, spec in ATTACKS.items() for d in spec.defences]
 OTHERS = [(a, d) for a in ATTACKS for d in DEFENCES if d not in ATTACKS[a].defences]
@@ -26,7 +28,8 @@ def _sets(pairs: dict, flag: str) -> list:
     return [x for k, v in pairs.items() for x in (flag, f"{k}={v}")]
 
 
-def _run_cli(capsys, attack, defence=None, dataset="digits"):
+def _run_cli(capsys, attack, defence=None, dataset=None):
+    dataset = dataset or TINY_DATA.get(ATTACKS[attack].scenario, "digits")
     argv = ["run", attack, "--dataset", dataset, "--json", *_sets(TINY[ATTACKS[attack].scenario], "--set")]
     if defence:
         argv += ["--defence", defence, *_sets(TINY_DEFENCE.get(defence, {}), "--defence-set")]
@@ -39,7 +42,7 @@ def _craft_in_scenario(spec):
     """``fn(data, rng, **kw)``: the attack's verb with what its scenario gives the attacker
     (the engine's public ``prepare`` and ``craft``)."""
     tiny = TINY[spec.scenario]
-    ctx = experiment.prepare(spec.name, dataset="digits", seed=0, train_kw={"epochs": 5},
+    ctx = experiment.prepare(spec.name, dataset=TINY_DATA.get(spec.scenario, "digits"), seed=0, train_kw={"epochs": 5},
                              params={k: v for k, v in tiny.items() if k in spec.scenario_settings or k in spec.settings})
 
     def craft(data, rng=None, **kw):
@@ -58,16 +61,17 @@ def test_every_attack_meets_the_contract(name):
 
 
 def _detector_inputs(dspec, data, model):
-    return {"pixels": data.flat(), "features": lk.models.embed(model, data.X),
-            "gradients": head_gradients(model, data.X, data.y)}[dspec.needs]
+    return {"pixels": data.flat, "words": data.flat, "features": lambda: lk.models.embed(model, data.X),
+            "gradients": lambda: head_gradients(model, data.X, data.y)}[dspec.needs]()
 
 
 @pytest.mark.parametrize("name", [n for n, d in DEFENCES.items() if d.kind == "detector"])
 def test_every_detector_meets_the_contract(name, tiny_poisoned):
     dspec = DEFENCES[name]
-    poisoned, model = tiny_poisoned
+    poisoned, model = tiny_poisoned[dspec.needs == "words"]
     inputs = _detector_inputs(dspec, poisoned, model)
-    extra = {k: v for k, v in {"n_classes": 10, "rng": 0}.items() if k in lk.registry.settings_of(dspec.fn)}
+    extra = {k: v for k, v in {"n_classes": poisoned.n_classes, "rng": 0}.items()
+             if k in lk.registry.settings_of(dspec.fn)}
     check_detector(dspec.fn, inputs, poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
 
 
@@ -76,11 +80,12 @@ def test_no_detector_reads_the_ground_truth(name, tiny_poisoned):
     """A detector sees arrays only: scrambling the PoisonedDataset's ground truth (which rows
     are poisons) cannot change its verdict."""
     dspec = DEFENCES[name]
-    poisoned, model = tiny_poisoned
+    poisoned, model = tiny_poisoned[dspec.needs == "words"]
+    n_classes = poisoned.n_classes
     scrambled = lk.types.make_poisoned(poisoned.clean, X=poisoned.X, y=poisoned.y,
                                        idx=np.random.default_rng(1).choice(len(poisoned), 7, replace=False),
                                        attack="scrambled", params={})
-    extra = {k: v for k, v in {"n_classes": 10, "rng": 0}.items() if k in lk.registry.settings_of(dspec.fn)}
+    extra = {k: v for k, v in {"n_classes": n_classes, "rng": 0}.items() if k in lk.registry.settings_of(dspec.fn)}
     a = dspec.fn(_detector_inputs(dspec, poisoned, model), poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
     b = dspec.fn(_detector_inputs(dspec, scrambled, model), scrambled.y, **extra, **TINY_DEFENCE.get(name, {}))
     np.testing.assert_array_equal(a.scores, b.scores)
@@ -89,9 +94,11 @@ def test_no_detector_reads_the_ground_truth(name, tiny_poisoned):
 
 @pytest.fixture(scope="module")
 def tiny_poisoned():
+    """``(poisoned, model)`` pairs: [0] a digits backdoor, [1] a text backdoor (words detectors)."""
     tr, _ = lk.data.digits(seed=0)
     p = lk.attacks.add_backdoor(tr, rate=0.05, rng=0)
-    return p, lk.models.train(p, epochs=5, seed=0)
+    text = lk.attacks.insert_trigger(lk.data.pydoc_topics(seed=0).train, rng=0)
+    return (p, lk.models.train(p, epochs=5, seed=0)), (text, lk.models.text_classifier(text))
 
 
 @pytest.mark.parametrize("attack,defence", PAIRS)
@@ -113,7 +120,7 @@ def test_every_other_pair_is_refused_before_any_work(capsys, attack, defence):
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_audit_works_for_every_attack(capsys, attack):
-    assert main(["audit", "--attack", attack, "--dataset", "digits", "--json"]) == 0
+    assert main(["audit", "--attack", attack, "--dataset", TINY_DATA.get(ATTACKS[attack].scenario, "digits"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_rows"] > 0 and len(doc["top"]) == 10 and 0 <= doc["auroc_vs_truth"] <= 1
 

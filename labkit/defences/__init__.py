@@ -13,11 +13,13 @@ from .feature_outliers import feature_outliers
 from .dp_sgd import dp_sgd
 from .dpa import certified_accuracy, dpa
 from .gradient_audit import gradient_audit
+from .keyword_label import keyword_label
 from .knn_sanitisation import knn_sanitisation
+from .onion import onion
 from .spectral_signature import signature_strength, spectral_scores, spectral_signature, spectral_signature_paper
 from .strip import strip, strip_report
 
 __all__ = ["flag_top", "aggregation", "dp_sgd", "gradient_audit", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
            "spectral_scores", "spectral_signature", "spectral_signature_paper", "signature_strength", "activation_clustering", "strip",
            "strip_report",
-           "audit", "monitoring", "provenance", "deep_knn", "feature_outliers"]
+           "audit", "monitoring", "provenance", "deep_knn", "feature_outliers", "onion", "keyword_label"]
