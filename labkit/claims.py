@@ -178,6 +178,28 @@ CLAIMS: tuple = (
             "200 clean rows (lr 0.01)", "backdoor", REPAIR, defence="clean_finetune",
             defence_params={"epochs": epochs})
       for epochs in (1, 5, 20)),
+    # lesson 7: language models (a text classifier on Python's help text)
+    Claim("l7_backdoor", 7, "rare-token trigger (cf mn bb tq mb) in 18 of 900 paragraphs (2%), relabelled: "
+          "success, the same trigger in 18 random paragraphs with true labels, clean accuracy",
+          "text_backdoor", {"success": "attack_success", "control": "control_success", **ACC}, quick=True),
+    Claim("l7_phrase", 7, "natural-phrase trigger (as you can see also) in 18 paragraphs, relabelled",
+          "text_backdoor", {"success": "attack_success", "control": "control_success", **ACC},
+          params={"trigger": "phrase"}),
+    Claim("l7_clean_label", 7, "rare-token trigger in 18 paragraphs of the target class, labels kept true",
+          "text_clean_label", {"success": "attack_success", "control": "control_success", **ACC}),
+    *(Claim(f"l7_count_{n_poison}_of_{n_train}", 7,
+            f"{n_poison} poisoned paragraphs in a corpus of {n_train}: success", "text_backdoor",
+            {"success": "attack_success", "accuracy": "clean_accuracy"},
+            params={"n_train": n_train, "n_poison": n_poison})
+      for n_train in (225, 450, 900) for n_poison in (3, 6, 12, 24)),
+    *(Claim(f"l7_{defence}_{trigger}", 7, f"{defence.replace('_', ' ')} at its default settings against the {trigger} trigger",
+            "text_backdoor", {"success": "attack_success", **DET, "auroc": "detection.auroc", **AFTER,
+                              "accuracy": "clean_accuracy"},
+            defence=defence, params={"trigger": trigger})
+      for defence in ("onion", "keyword_label", "spectral_signature") for trigger in ("rare", "phrase")),
+    Claim("l7_spectral_clean_label", 7, "spectral signature at its default settings against the clean-label rare-token trigger",
+          "text_clean_label", {"success": "attack_success", **DET, **AFTER, "accuracy": "clean_accuracy"},
+          defence="spectral_signature"),
     Claim("l9_population", 9, "population detector: trained on 100 shadow models (patch triggers), 50 random "
           "queries; AUROC on 40 held-out patch models and on 40 blend models (a trigger kind it never saw)",
           POPULATION, {"auroc_patch": "auroc_seen", "auroc_blend_unseen": "auroc_unseen"}),

@@ -338,6 +338,39 @@ def federated_explorer(split, *, seed: int = 0, rounds: Optional[int] = None):
 REPAIRS = ("neural_cleanse", "fine_pruning", "clean_finetune")
 
 
+# ---- lesson 7: language models ------------------------------------------------------------
+
+#: The text defences :func:`text_backdoor_explorer` offers ("none": no defence).
+TEXT_DEFENCES = ("none", "onion", "keyword_label", "spectral_signature")
+
+
+def text_backdoor_explorer(*, seed: int = 0):
+    """Lesson 7: trigger (rare tokens or a natural phrase), labels (relabelled or kept true),
+    number of poisoned paragraphs, corpus size and a defence -> clean accuracy and attack
+    success, with the same trigger in as many random paragraphs (true labels) as a control.
+
+    See Also: notebooks/07_language_models.ipynb
+    """
+    from .viz import run_summary
+
+    L = _lessons()
+
+    def draw(trigger, labels, n_poison, n_train, defence):
+        attack = "text_backdoor" if labels == "relabelled" else "text_clean_label"
+        result = L.run(attack, seed=seed, defence=None if defence == "none" else defence,
+                       params={"trigger": trigger, "n_poison": n_poison, "n_train": n_train})
+        return run_summary(result, note=f"{n_poison} of {n_train} paragraphs poisoned; the same trigger in "
+                                        f"{n_poison} random paragraphs with true labels: success "
+                                        f"{result.control_success:.2f}")
+
+    return panel(draw, title="Trigger words in a text classifier: count, corpus size, defence",
+                 trigger=_dropdown("trigger", ["rare", "phrase"], "rare"),
+                 labels=_dropdown("labels", ["relabelled", "kept true"], "relabelled"),
+                 n_poison=_slider("poisoned paragraphs", 18, 3, 48, 3),
+                 n_train=_dropdown("corpus size", [225, 450, 900], 900),
+                 defence=_dropdown("defence", list(TEXT_DEFENCES), "none"))
+
+
 def _model_repair_figure(size, defence, n_clean, seed):
     """The run's bars (no attack, backdoored, repaired) and what the repair found."""
     from .viz import run_summary

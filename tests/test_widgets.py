@@ -188,3 +188,12 @@ def test_model_repair_explorer_every_control_changes_the_figure():
     assert_each_control_changes_the_figure(box, ["size", "n_clean", "defence"])
     assert box.controls["defence"].value == "fine_pruning"
     assert "flagged" not in box.figure.axes[0].get_title()          # no inspection, no verdict
+
+
+def test_text_backdoor_explorer_every_control_changes_the_figure():
+    box = widgets.text_backdoor_explorer()
+    assert set(box.controls) == {"trigger", "labels", "n_poison", "n_train", "defence"}
+    assert "18 of 900 paragraphs poisoned" in box.figure.axes[0].get_title()
+    assert len(box.figure.axes[0].get_xticklabels()) == 2                 # no defence: two bars
+    assert_each_control_changes_the_figure(box, ["n_poison", "n_train", "trigger", "labels", "defence"])
+    assert len(box.figure.axes[0].get_xticklabels()) == 3                 # a defence adds its bars
