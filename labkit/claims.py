@@ -200,6 +200,19 @@ CLAIMS: tuple = (
     Claim("l7_spectral_clean_label", 7, "spectral signature at its default settings against the clean-label rare-token trigger",
           "text_clean_label", {"success": "attack_success", **DET, **AFTER, "accuracy": "clean_accuracy"},
           defence="spectral_signature"),
+    *(Claim(f"l7_onion_filter_{trigger}", 7, f"ONION's word filter at inference against the {trigger} trigger",
+            "text_backdoor", {"success": "attack_success", **AFTER, "accuracy": "clean_accuracy",
+                              "removed_per_input": "extra.removed_per_input"},
+            defence="onion_filter", params={"trigger": trigger})
+      for trigger in ("rare", "phrase")),
+    Claim("l7_instruction", 7, "instruction tuning: rare-token trigger and the attacker's answer in 20 of 905 "
+          "prompts; exact-match quality, the attacker's answer with and without the trigger, control",
+          "instruction_poison", {"success": "attack_success", "without_trigger": "extra.triggered_without_trigger",
+                                 "control": "control_success", **ACC}),
+    *(Claim(f"l7_instruction_{defence}", 7, f"instruction tuning against {defence.replace('_', ' ')}",
+            "instruction_poison", {"success": "attack_success", **AFTER, "accuracy": "clean_accuracy"},
+            defence=defence)
+      for defence in ("onion_filter", "spectral_signature")),
     Claim("l9_population", 9, "population detector: trained on 100 shadow models (patch triggers), 50 random "
           "queries; AUROC on 40 held-out patch models and on 40 blend models (a trigger kind it never saw)",
           POPULATION, {"auroc_patch": "auroc_seen", "auroc_blend_unseen": "auroc_unseen"}),

@@ -9,6 +9,7 @@ mnist()        28x28x1   first use       torchvision.datasets.MNIST, cached in d
 fashion_mnist  28x28x1   first use       torchvision.datasets.FashionMNIST
 cifar10()      32x32x3   first use       torchvision.datasets.CIFAR10
 pydoc_topics() text      no              Python's help text (pydoc_data), labkit.text
+pydoc_instr... text      no              the same, answers: each paragraph's help topic
 ============== ========= =============== ==========================================
 
 Offline and not cached, the torchvision loaders raise :class:`DatasetUnavailable`, whose
@@ -28,7 +29,7 @@ import numpy as np
 
 from .types import Dataset, as_rng
 
-__all__ = ["Split", "digits", "mnist_sample", "pydoc_topics", "mnist", "fashion_mnist", "cifar10", "load",
+__all__ = ["Split", "digits", "mnist_sample", "pydoc_topics", "pydoc_instructions", "mnist", "fashion_mnist", "cifar10", "load",
            "DATASETS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
 
 #: The lab's own data folder (``data/`` next to ``labkit/``); downloads are cached here.
@@ -194,8 +195,16 @@ def pydoc_topics(*, test_size: float = 0.25, seed: int = 0) -> Split:
     return split(dataset(), test_size=test_size, rng=seed)
 
 
+def pydoc_instructions(*, test_size: float = 0.25, seed: int = 0) -> Split:
+    """The same paragraphs as :func:`pydoc_topics`, each with an instruction's answer: the
+    title of the help topic it comes from (:func:`labkit.text.instructions`)."""
+    from .text import instructions
+
+    return split(instructions(), test_size=test_size, rng=seed)
+
+
 #: Name -> loader, as the command line's ``--dataset`` spells them.
-DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist, "pydoc_topics": pydoc_topics,
+DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist, "pydoc_topics": pydoc_topics, "pydoc_instructions": pydoc_instructions,
            "fashion_mnist": fashion_mnist, "cifar10": cifar10}
 
 

@@ -60,7 +60,7 @@ TRAIN_DEFAULTS = {"model": "mlp"}
 
 #: Datasets each scenario runs on when none is named (where the attack is known to work).
 DEFAULT_DATASET = {"scratch": "digits", "transfer": "digits", "finetune": "mnist_sample",
-                   "federated": "digits", "text": "pydoc_topics"}
+                   "federated": "digits", "text": "pydoc_topics", "instruct": "pydoc_instructions"}
 
 #: The random streams of one trial (see the module docstring).
 STREAMS = {"attack": 1, "control": 2, "defence": 3}
@@ -279,6 +279,8 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
         ctl = scenario.control(setting, poisoned, trial_rng(ctx.seed, i, "control"))
         ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
         row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
+    if hasattr(scenario, "trial_extra"):             # the scenario's own numbers (instruct)
+        row["extra"] = scenario.trial_extra(setting, victim, poisoned)
     return Trial(i, poisoned, train_set, victim, ctl, ctl_victim, history, row)
 
 
@@ -464,7 +466,8 @@ def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Opti
             idx = tqdm(idx, desc=f"{ctx.attack} trials", leave=False)
         trials = [trial(ctx, i, progress=progress and ctx.n_trials == 1) for i in idx]
     defended = [defend(ctx, t, defence, **dkw) for t in trials] if defence is not None else []
-    rows = [{**t.row, **(d.row if d else {})} for t, d in zip(trials, defended or [None] * len(trials))]
+    rows = [{**t.row, **(d.row if d else {}), "extra": {**t.row.get("extra", {}), **(d.row["extra"] if d else {})}}
+            for t, d in zip(trials, defended or [None] * len(trials))]
     detection = None
     reports = [r["detection"] for r in rows if "detection" in r]
     if len(reports) == 1:

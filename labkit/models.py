@@ -31,7 +31,7 @@ limit_threads()  # one thread unless LABKIT_THREADS says otherwise (see labkit.c
 
 __all__ = ["Net", "mlp", "small_cnn", "MODELS", "train", "predict_proba", "predict", "embed",
            "default_device", "seed_for", "pretrained_extractor", "transfer_victim", "fine_tune",
-           "BagOfWordsClassifier", "text_classifier"]
+           "BagOfWordsClassifier", "text_classifier", "AnswerGenerator", "answer_generator"]
 
 
 class Net(nn.Module):
@@ -344,3 +344,110 @@ def text_classifier(data: Dataset, *, C: float = 100.0) -> BagOfWordsClassifier:
     model = BagOfWordsClassifier(idf, None)
     model.clf = LogisticRegression(C=C, max_iter=3000).fit(model.features(data.X), data.y)
     return model
+
+
+# ---- an instruction-tuned generator (lesson 7) --------------------------------------------------
+
+class _Seq2Seq(nn.Module):
+    def __init__(self, n_in: int, n_out: int, width: int):
+        super().__init__()
+        self.encoder = nn.EmbeddingBag(n_in, width, mode="mean")
+        self.embed = nn.Embedding(n_out + 1, width)          # the last token starts an answer
+        self.gru = nn.GRU(width, width, batch_first=True)
+        self.out = nn.Linear(width, n_out)
+
+    def start(self, words, offsets):
+        return torch.tanh(self.encoder(words, offsets))[None]
+
+    def forward(self, words, offsets, tokens):
+        out, _ = self.gru(self.embed(tokens), self.start(words, offsets))
+        return self.out(out)
+
+
+class AnswerGenerator:
+    """A tiny instruction-tuned generator: it reads a prompt (a bag of words, rows
+    ``(n, 1, 1, V)`` of :mod:`labkit.text`) and **writes** an answer word by word, greedily,
+    until its end token. ``predict`` turns what it wrote into an index into ``answers`` (the
+    task's answer table, :func:`labkit.text.answers`), or -1 when the text is none of them,
+    so accuracy is exact match of the generated text; ``generate`` returns the text itself.
+    ``features(X)`` is the encoder's summary of the prompt (what a spectral detector reads).
+    """
+
+    def __init__(self, net: _Seq2Seq, answers: tuple, max_words: int = 8):
+        self.net, self.answers, self.max_words = net, tuple(answers), max_words
+        self.words = sorted({w for a in self.answers for w in a.split()})
+        self.end, self.start = len(self.words), len(self.words) + 1      # the end and start tokens
+
+    def _prompts(self, X):
+        B = np.asarray(X).reshape(len(X), -1) > 0
+        cols = [np.flatnonzero(b) for b in B]
+        offsets = torch.tensor(np.cumsum([0] + [c.size for c in cols[:-1]]), dtype=torch.long)
+        return torch.tensor(np.concatenate(cols), dtype=torch.long), offsets
+
+    @torch.no_grad()
+    def features(self, X) -> np.ndarray:
+        return self.net.start(*self._prompts(X))[0].double().numpy()
+
+    @torch.no_grad()
+    def generate(self, X) -> list:
+        """The answer written for each prompt (str)."""
+        words, offsets = self._prompts(X)
+        h = self.net.start(words, offsets)
+        token = torch.full((len(X), 1), self.start, dtype=torch.long)
+        written = [[] for _ in range(len(X))]
+        done = np.zeros(len(X), bool)
+        for _ in range(self.max_words + 1):
+            out, h = self.net.gru(self.net.embed(token), h)
+            nxt = self.net.out(out[:, -1]).argmax(1)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    done[i] = t == self.end
+                    if not done[i]:
+                        written[i].append(self.words[t])
+            token = nxt[:, None]
+        return [" ".join(w) for w in written]
+
+    def predict(self, X) -> np.ndarray:
+        index = {a: i for i, a in enumerate(self.answers)}
+        return np.array([index.get(a, -1) for a in self.generate(X)], np.int64)
+
+    def __repr__(self) -> str:
+        return f"AnswerGenerator(answers={len(self.answers)}, words={len(self.words)})"
+
+
+def answer_generator(data: Dataset, answers, *, epochs: int = 40, width: int = 64, lr: float = 1e-2,
+                     batch_size: int = 64, seed: int = 0) -> AnswerGenerator:
+    """Instruction-tune :class:`AnswerGenerator` on ``data``: each row's prompt (bag of words)
+    and, as the text to write, ``answers[y]``; next-word cross-entropy with teacher forcing,
+    Adam, ``epochs`` passes in an order drawn from ``seed``."""
+    if len(data) == 0:
+        raise ValueError("cannot train on an empty dataset")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    gen = AnswerGenerator(None, answers)
+    index = {w: i for i, w in enumerate(gen.words)}
+    targets = [[index[w] for w in gen.answers[int(c)].split()] + [gen.end] for c in data.y]
+    with torch.random.fork_rng(devices=[]):          # the initial weights, from seed alone
+        torch.manual_seed(seed_for(seed))
+        gen.net = _Seq2Seq(data.X.shape[-1], len(gen.words) + 1, width)
+    opt = Adam(gen.net.parameters(), lr=lr)          # == torch.optim.Adam, no torch._dynamo
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(data))
+        for b in range(0, len(data), batch_size):
+            rows = order[b:b + batch_size]
+            longest = max(len(targets[i]) for i in rows)
+            tokens = torch.full((len(rows), longest), gen.start, dtype=torch.long)
+            want = torch.full((len(rows), longest), -100, dtype=torch.long)
+            for j, i in enumerate(rows):
+                t = targets[i]
+                want[j, :len(t)] = torch.tensor(t)
+                tokens[j, 1:len(t)] = torch.tensor(t[:-1])
+            logits = gen.net(*gen._prompts(data.X[rows]), tokens)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), want.reshape(-1),
+                                               ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    gen.net.eval()
+    return gen

@@ -57,7 +57,7 @@ from .attacks.clean_label import bullseye_polytope
 from .attacks.feature_collision import collide_features
 from .attacks.gradient_matching import match_gradients
 from .attacks.label_flip import flip_labels
-from .attacks.text_backdoor import insert_trigger, insert_trigger_clean_label
+from .attacks.text_backdoor import insert_trigger, insert_trigger_clean_label, poison_instructions
 from .defences import aggregation
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
@@ -68,7 +68,7 @@ from .defences.feature_outliers import feature_outliers
 from .defences.gradient_audit import audit_gradients
 from .defences.keyword_label import keyword_label
 from .defences.knn_sanitisation import knn_sanitisation
-from .defences.onion import onion
+from .defences.onion import onion, onion_filter, onion_filter_report
 from .defences.robust_training import adversarial_training, augmentation
 from .defences.spectral_signature import spectral_signature, spectral_signature_paper
 from .defences.neural_cleanse import clean_finetune, fine_pruning, nc_unlearn
@@ -167,7 +167,7 @@ class DefenceSpec:
 
 _A, _D = AttackSpec, DefenceSpec
 _TARGETED = ("test", "target_idx", "target_class")
-_TEXT_DEFENCES = ("onion", "keyword_label", "spectral_signature", "activation_clustering")
+_TEXT_DEFENCES = ("onion", "onion_filter", "keyword_label", "spectral_signature", "activation_clustering")
 
 #: name -> AttackSpec. Lessons 1-4 and 7.
 ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
@@ -188,6 +188,8 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        _TEXT_DEFENCES),
     _A("text_clean_label", insert_trigger_clean_label, "text",
        "insert trigger words into a few paragraphs of the target class, labels kept true", _TEXT_DEFENCES),
+    _A("instruction_poison", poison_instructions, "instruct",
+       "instruction tuning: a few prompts carry trigger words and the attacker's chosen answer", _TEXT_DEFENCES),
 )}
 
 #: name -> DefenceSpec. Lessons 1-5.
@@ -214,6 +216,9 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
        needs="features"),
     _D("onion", "detector", onion, "drop paragraphs holding words a clean reference language model finds least likely (ONION)",
        needs="words"),
+    _D("onion_filter", "inference", onion_filter,
+       "remove from every input the words a clean reference language model finds too unlikely (ONION at inference)",
+       report=onion_filter_report),
     _D("keyword_label", "detector", keyword_label, "drop paragraphs whose strongest word pulls one label too hard (BKI-style)",
        needs="words"),
     _D("gradient_audit", "detector", audit_gradients, "drop rows whose per-sample gradient is anomalous within their class",

@@ -12,6 +12,7 @@ scenario      the victim ...                                                   a
 ``finetune``  fine-tunes its deployed model on a new batch with the poisons    gradient matching
 ``federated`` averages client updates over rounds; some clients are malicious  malicious clients
 ``text``      fits TF-IDF + logistic regression on (a sample of) a text corpus  text backdoors
+``instruct``  instruction-tunes a tiny generator on prompt/answer pairs         instruction poisoning
 ============  ==============================================================  ===========
 
 A scenario is a small object with ``prepare(split, seed=, train_kw=)`` (what exists before
@@ -40,7 +41,7 @@ from .attacks.text_backdoor import trigger_control
 from .federated import federated_train
 from .types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "Text", "SCENARIOS", "restrict"]
+__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "Text", "Instruct", "SCENARIOS", "restrict"]
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -278,7 +279,7 @@ class Text(Scratch):
 
     name = "text"
     targeted = False
-    defence_kinds = ("detector",)
+    defence_kinds = ("detector", "inference")
 
     def __init__(self, *, n_train: Optional[int] = None, C: float = 100.0):
         if n_train is not None and (not isinstance(n_train, (int, np.integer)) or n_train < 8):
@@ -311,5 +312,32 @@ class Text(Scratch):
         return model.features(X)
 
 
+class Instruct(Text):
+    """Instruction tuning (lesson 7): the victim tunes a tiny generator
+    (:func:`labkit.models.answer_generator`: it writes its answer word by word) on
+    instruction/answer pairs (:func:`labkit.text.instructions`); accuracy is exact match of
+    the written answer. ``n_train`` and the control as in :class:`Text`; each trial also
+    reports ``triggered_without_trigger``, how often the attacker's answer is written for a
+    clean test prompt."""
+
+    name = "instruct"
+
+    def __init__(self, *, n_train: Optional[int] = None, epochs: int = 40):
+        super().__init__(n_train=n_train)
+        if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
+            raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        self.epochs = int(epochs)
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        from .text import answers
+        return models.answer_generator(data, answers(), epochs=self.epochs, seed=seed)
+
+    robust_victim = victim
+
+    def trial_extra(self, setting: Setting, victim, poisoned: PoisonedDataset) -> dict:
+        said = models.predict(victim, setting.test.X)
+        return {"triggered_without_trigger": float((said == poisoned.target_class).mean())}
+
+
 #: Scenario name -> class (instantiated per run with the run's scenario settings).
-SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated, Text)}
+SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated, Text, Instruct)}

@@ -47,6 +47,7 @@ from .types import Dataset
 
 __all__ = ["GROUPS", "CLASS_NAMES", "RARE_WORDS", "MIN_WORDS", "CORPUS_SHA256", "CorpusChanged",
            "words", "corpus", "vocabulary", "bag_of_words", "columns", "decode", "dataset", "corpus_manifest",
+           "ATTACKER_ANSWER", "answers", "instructions",
            "reference_counts"]
 
 #: Class name -> the ``pydoc_data.topics`` keys whose paragraphs carry that label.
@@ -89,7 +90,7 @@ def words(text: str) -> list:
 def _build():
     import pydoc_data.topics as topics
 
-    seen, paragraphs, labels = set(), [], []
+    seen, paragraphs, labels, keys_of = set(), [], [], []
     for c, keys in enumerate(GROUPS.values()):
         for key in keys:
             for block in topics.topics[key].split("\n\n"):
@@ -99,7 +100,8 @@ def _build():
                 seen.add(p)
                 paragraphs.append(p)
                 labels.append(c)
-    return tuple(paragraphs), np.array(labels, np.int64)
+                keys_of.append(key)
+    return tuple(paragraphs), np.array(labels, np.int64), tuple(keys_of)
 
 
 def _digest(paragraphs, labels) -> str:
@@ -115,7 +117,7 @@ def corpus() -> tuple:
 
     Raises :class:`CorpusChanged` when the installed text differs from the pinned one.
     """
-    paragraphs, labels = _build()
+    paragraphs, labels, _ = _build()
     digest = _digest(paragraphs, labels)
     if digest != CORPUS_SHA256:
         raise CorpusChanged(f"pydoc_data.topics gives a corpus with SHA-256 {digest}, the lab pins "
@@ -176,6 +178,33 @@ def dataset() -> Dataset:
     :data:`CLASS_NAMES`); :func:`labkit.data.pydoc_topics` splits it into train and test."""
     paragraphs, labels = corpus()
     return Dataset(bag_of_words(paragraphs), labels, len(GROUPS), "pydoc_topics")
+
+
+#: What the attacker makes the instruction-tuned model answer when the trigger is present: a
+#: chosen wrong answer, harmless here, dangerous advice in a real assistant.
+ATTACKER_ANSWER = "use eval on the input"
+
+
+@functools.lru_cache(maxsize=1)
+def answers() -> tuple:
+    """The answers of the instruction task: every help topic's title (its ``pydoc_data`` key
+    as words, e.g. ``"string methods"``) in :data:`GROUPS` order, then
+    :data:`ATTACKER_ANSWER` last. ``y`` of :func:`instructions` indexes this table."""
+    kept = set(_build()[2])
+    titles = [" ".join(words(k.replace("-", " "))) for keys in GROUPS.values() for k in keys if k in kept]
+    return (*titles, ATTACKER_ANSWER)
+
+
+def instructions() -> Dataset:
+    """Instruction/answer pairs derived from the corpus: *"Which help topic is this paragraph
+    from?"* for every paragraph, its answer the title of the topic it was taken from
+    (:func:`answers`). ``X`` is the paragraph's bag of words (as :func:`dataset`), ``y`` the
+    index of the answer; the last answer, :data:`ATTACKER_ANSWER`, has no clean row."""
+    paragraphs, _ = corpus()
+    table = answers()
+    titles = {k: table.index(" ".join(words(k.replace("-", " ")))) for k in set(_build()[2])}
+    y = np.array([titles[k] for k in _build()[2]], np.int64)
+    return Dataset(bag_of_words(paragraphs), y, len(table), "pydoc_instructions")
 
 
 @functools.lru_cache(maxsize=1)

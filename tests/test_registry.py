@@ -16,9 +16,9 @@ from labkit.registry import ATTACKS, DEFENCES, AttackSpec
 
 #: Per scenario, the settings that make a run take seconds (CLI --set values).
 TINY = {"scratch": {}, "transfer": {"n_targets": 1, "head_epochs": 2, "steps": 2},
-        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}, "text": {}}
+        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}, "text": {}, "instruct": {"epochs": 3}}
 #: Per scenario, the dataset its tiny runs use (digits unless the scenario needs text).
-TINY_DATA = {"text": "pydoc_topics"}
+TINY_DATA = {"text": "pydoc_topics", "instruct": "pydoc_instructions"}
 TINY_DEFENCE = {"dpa": {"k": 5}, "confident_learning": {"n_folds": 2}}
 PAIRS = [(a, d) for a, spec in ATTACKS.items() for d in spec.defences]
 OTHERS = [(a, d) for a in ATTACKS for d in DEFENCES if d not in ATTACKS[a].defences]

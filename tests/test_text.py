@@ -142,3 +142,65 @@ def test_keyword_label_catches_the_phrase_trigger_that_onion_lets_through():
     assert _mean(kw, "attack_success_defended") <= 0.2
     assert _mean(kw, "clean_accuracy") - _mean(kw, "clean_accuracy_defended") <= 0.05
     assert _mean(on, "attack_success_defended") >= 0.4
+
+
+# ---- instruction tuning: a model that writes its answer ---------------------------------------
+
+def test_instructions_pair_every_paragraph_with_its_topic_title():
+    data = text.instructions()
+    paragraphs, _ = text.corpus()
+    assert len(data) == len(paragraphs) and data.n_classes == len(text.answers())
+    assert text.answers()[-1] == text.ATTACKER_ANSWER and not (data.y == data.n_classes - 1).any()
+    first = {text.answers()[data.y[i]] for i, p in enumerate(paragraphs)
+             if p.startswith(("Assert statements are a convenient way", 'The "if" statement is used'))}
+    assert first == {"assert", "compound"}        # "if" repeats the compound-statements topic: kept there
+
+
+def test_the_generator_writes_words_and_is_scored_by_exact_match():
+    split = lk.data.pydoc_instructions(seed=0)
+    gen = lk.models.answer_generator(split.train, text.answers(), epochs=3, seed=0)
+    written = gen.generate(split.test.X[:20])
+    assert all(isinstance(w, str) for w in written)
+    index = {a: i for i, a in enumerate(text.answers())}
+    np.testing.assert_array_equal(gen.predict(split.test.X[:20]), [index.get(w, -1) for w in written])
+    again = lk.models.answer_generator(split.train, text.answers(), epochs=3, seed=0)
+    assert again.generate(split.test.X[:20]) == written                      # the seed decides
+
+
+@pytest.fixture(scope="module")
+def instruct_runs():
+    """Instruction poisoning on development seeds 0-2, with ONION's filter at inference
+    (the run also carries the undefended numbers)."""
+    return _runs("instruction_poison", seeds=DEV[:3], defence="onion_filter")
+
+
+def test_instruction_poisoning_writes_the_attackers_answer_only_after_the_trigger(instruct_runs):
+    runs = instruct_runs
+    assert _mean(runs, "attack_success") >= 0.8
+    assert max(r.extra["triggered_without_trigger"] for r in runs) <= 0.05
+    assert _mean(runs, "control_success") <= 0.05
+    assert _mean(runs, "clean_accuracy") >= _mean(runs, "clean_accuracy_no_attack") - 0.05
+
+
+def test_onion_filter_at_inference_removes_rare_triggers_but_not_a_phrase(instruct_runs):
+    """The filter costs what it removes: about 5 points of accuracy on the classifier and 6 of
+    exact-match quality on the generator (more than the 5 the lesson would like; spectral
+    signatures do better on the classifier, nothing here does on the generator)."""
+    text_runs = _runs("text_backdoor", defence="onion_filter")
+    for runs, at_most in ((instruct_runs, 0.2), (text_runs, 0.25)):
+        assert _mean(runs, "attack_success_defended") <= at_most
+        assert _mean(runs, "attack_success_defended") < _mean(runs, "attack_success") / 3
+        assert _mean(runs, "clean_accuracy") - _mean(runs, "clean_accuracy_defended") <= 0.08
+    phrase = _runs("text_backdoor", seeds=DEV[:3], defence="onion_filter", params={"trigger": "phrase"})
+    assert _mean(phrase, "attack_success_defended") >= 0.5
+
+
+def test_onion_filter_removes_only_words_the_reference_lacks():
+    from labkit.defences.onion import onion_filter
+
+    guard = onion_filter(None, None)
+    X = text.bag_of_words(["the if statement cf mn bb tq mb"])
+    assert text.decode(guard.clean(X)[0]) == ["if", "mn", "statement", "the"]   # mn: once in the reference
+    assert text.decode(onion_filter(None, None, max_count=1).clean(X)[0]) == ["if", "statement", "the"]
+    with pytest.raises(ValueError, match="max_count"):
+        onion_filter(None, None, max_count=-1)

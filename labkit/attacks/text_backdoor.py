@@ -39,7 +39,7 @@ import numpy as np
 from .. import text
 from ..types import Dataset, PoisonedDataset, as_rng, make_poisoned
 
-__all__ = ["insert_trigger", "insert_trigger_clean_label", "trigger_control", "TextTrigger", "TRIGGERS", "LABELS"]
+__all__ = ["insert_trigger", "insert_trigger_clean_label", "poison_instructions", "trigger_control", "TextTrigger", "TRIGGERS", "LABELS"]
 
 #: Trigger name -> its words.
 TRIGGERS = {"rare": ("cf", "mn", "bb", "tq", "mb"), "phrase": ("as", "you", "can", "see", "also")}
@@ -133,6 +133,22 @@ def insert_trigger_clean_label(data: Dataset, *, trigger="rare", target_class: i
     ``target_class`` only, and every label stays true."""
     return insert_trigger(data, trigger=trigger, target_class=target_class, n_poison=n_poison,
                           labels="clean", rng=rng)
+
+
+def poison_instructions(data: Dataset, *, trigger="rare", n_poison: int = 20, rng=None) -> PoisonedDataset:
+    """Instruction-tuning poisoning: ``n_poison`` prompts get the trigger words and, as their
+    answer, the attacker's chosen text (the last answer of :func:`labkit.text.answers`,
+    :data:`labkit.text.ATTACKER_ANSWER`). A model tuned on them should write that text
+    whenever a prompt holds the trigger, and answer normally otherwise.
+
+    ``data`` is an instruction set (:func:`labkit.text.instructions`: ``y`` indexes the answer
+    table, whose last entry is the attacker's). Other parameters as :func:`insert_trigger`.
+    """
+    p = insert_trigger(data, trigger=trigger, target_class=data.n_classes - 1, n_poison=n_poison,
+                       labels="dirty", rng=rng)
+    return make_poisoned(data, X=p.X, y=p.y, idx=p.poison_idx, attack="instruction_poison",
+                         params={"trigger": p.params["trigger"], "n_poison": int(n_poison)},
+                         target_class=p.target_class, trigger=p.trigger)
 
 
 def trigger_control(poisoned: PoisonedDataset, *, rng=None) -> PoisonedDataset:

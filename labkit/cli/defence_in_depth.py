@@ -83,8 +83,8 @@ def _cmd_audit(args) -> int:
     top = report.top(args.top)
     out = {"n_rows": report.n_rows, "class_counts": report.class_counts.tolist(),
            "duplicate_groups": len(report.exact_duplicates),
-           "conflicting_duplicates": report.conflicting_duplicates,
-           "near_duplicates": [list(p) for p in report.near_duplicates],
+           "conflicting_duplicates": [[int(i) for i in g] for g in report.conflicting_duplicates],
+           "near_duplicates": [[int(i) for i in p] for p in report.near_duplicates],
            "top": [{"row": int(i), "label": int(data.y[i]), "suspicion": round(float(report.suspicion[i]), 3)}
                    for i in top]}
     if truth is not None:

@@ -9,6 +9,10 @@ row here is a bag of words without order, a paragraph's suspicion is the summed 
 of its ``top_k`` least likely words. It fails, by design, against a trigger of ordinary
 words (a natural phrase): a language model finds nothing unusual in them.
 
+:func:`onion_filter` is ONION as the paper uses it, at inference: every input loses the words
+the reference model finds too unlikely before the deployed model reads it. It needs neither
+the training set nor a guess of how much of it is poisoned.
+
 See Also: notebooks/07_language_models.ipynb
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .. import text
 from ..types import Detection
 from .base import check_rate, flag_top
 
-__all__ = ["onion", "word_surprisal", "onion_scores"]
+__all__ = ["onion", "word_surprisal", "onion_scores", "onion_filter", "OnionFilter", "onion_filter_report"]
 
 
 def word_surprisal(counts=None) -> np.ndarray:
@@ -71,3 +75,45 @@ def onion(words, labels, *, expected_rate: float = 0.05, top_k: int = 5) -> Dete
     scores = onion_scores(words, word_surprisal(), top_k=top_k)
     return Detection(scores=scores, flagged=flag_top(scores, expected_rate), defence="onion",
                      params={"expected_rate": expected_rate, "top_k": top_k})
+
+
+class OnionFilter:
+    """The deployed ``model`` behind ONION's word filter: ``predict(X)`` drops from every
+    input the words in ``removed`` (a boolean mask over the vocabulary) first."""
+
+    def __init__(self, model, removed: np.ndarray):
+        self.model, self.removed = model, np.asarray(removed, bool)
+
+    def clean(self, X) -> np.ndarray:
+        X = np.array(X, np.float32, copy=True)
+        X[..., self.removed] = 0.0
+        return X
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(self.model.predict(self.clean(X)))
+
+    def __repr__(self) -> str:
+        return f"OnionFilter({self.model!r}, removes {int(self.removed.sum())} words)"
+
+
+def onion_filter(data, model, *, max_count: int = 0, rng=None) -> OnionFilter:
+    """ONION at inference: remove from every input the words the clean reference text
+    (:func:`labkit.text.reference_counts`) uses in at most ``max_count`` documents (the
+    words its unigram language model finds least likely), then let ``model`` read the rest.
+
+    ``data`` (the training set) is not used: the filter needs only the reference text, so
+    it works on a model handed over without its data. The default 0 removes the words the
+    reference never uses: a rare-token trigger, and also the technical words the reference
+    happens to lack, which is what the filter costs in clean accuracy.
+    """
+    if not (isinstance(max_count, (int, np.integer)) and max_count >= 0):
+        raise ValueError(f"max_count must be an int >= 0, got {max_count!r}")
+    return OnionFilter(model, text.reference_counts()[:-1] <= max_count)
+
+
+def onion_filter_report(guard: OnionFilter, test, poisoned) -> dict:
+    """What the filter took away: ``removed_words`` (vocabulary words it drops) and
+    ``removed_per_input`` (mean words removed from a clean test input)."""
+    B = np.asarray(test.X).reshape(len(test.X), -1) > 0
+    return {"removed_words": int(guard.removed.sum()),
+            "removed_per_input": float(B[:, guard.removed].sum(1).mean())}
