@@ -117,7 +117,9 @@ def _real_load(base, data: bytes):
     return True, u.resolved
 
 
-def _check(base, data: bytes) -> None:
+def assert_model_agrees(base, data: bytes) -> None:
+    """Assert that the scanner's model of ``data`` agrees with the unpickler ``base``: it
+    never stops where ``base`` loads, and it sees every import ``base`` resolves."""
     accepted, resolved = _real_load(base, data)
     run = run_pickle(Blob(data), follow=False)
     if accepted:  # never stops where CPython goes on (stronger than "not without a finding")
@@ -132,13 +134,13 @@ def _check(base, data: bytes) -> None:
 @SETTINGS
 @given(STREAMS)
 def test_model_against_the_c_unpickler(data):
-    _check(pickle.Unpickler, data)
+    assert_model_agrees(pickle.Unpickler, data)
 
 
 @SETTINGS
 @given(STREAMS)
 def test_model_against_the_python_unpickler(data):
-    _check(pickle._Unpickler, data)
+    assert_model_agrees(pickle._Unpickler, data)
 
 
 @pytest.mark.parametrize("data", [
