@@ -73,7 +73,8 @@ def default_device() -> torch.device:
 
 
 def _init_(model: nn.Module, gen: torch.Generator) -> None:
-    """Re-initialise every Linear/Conv layer from ``gen`` (PyTorch's default scheme).
+    """Re-initialise every Linear/Conv, Embedding and GRU layer from ``gen`` (PyTorch's
+    default schemes).
 
     PyTorch's default init draws from the global generator; drawing from our own keeps the
     library free of global seeding and makes ``seed`` the only source of randomness.
@@ -86,6 +87,12 @@ def _init_(model: nn.Module, gen: torch.Generator) -> None:
                 m.weight.uniform_(-bound, bound, generator=gen)  # == kaiming_uniform(a=sqrt(5))
                 if m.bias is not None:
                     m.bias.uniform_(-bound, bound, generator=gen)
+            elif isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+                m.weight.normal_(0.0, 1.0, generator=gen)                  # PyTorch's default
+            elif isinstance(m, nn.GRU):
+                bound = 1.0 / math.sqrt(m.hidden_size)
+                for w in m.parameters():
+                    w.uniform_(-bound, bound, generator=gen)
 
 
 def _as_tensor(X: np.ndarray, device) -> torch.Tensor:
@@ -427,9 +434,8 @@ def answer_generator(data: Dataset, answers, *, epochs: int = 40, width: int = 6
     gen = AnswerGenerator(None, answers)
     index = {w: i for i, w in enumerate(gen.words)}
     targets = [[index[w] for w in gen.answers[int(c)].split()] + [gen.end] for c in data.y]
-    with torch.random.fork_rng(devices=[]):          # the initial weights, from seed alone
-        torch.manual_seed(seed_for(seed))
-        gen.net = _Seq2Seq(data.X.shape[-1], len(gen.words) + 1, width)
+    gen.net = _Seq2Seq(data.X.shape[-1], len(gen.words) + 1, width)
+    _init_(gen.net, torch.Generator().manual_seed(int(seed)))    # the initial weights, from seed alone
     opt = Adam(gen.net.parameters(), lr=lr)          # == torch.optim.Adam, no torch._dynamo
     rng = np.random.default_rng(seed)
     for _ in range(epochs):

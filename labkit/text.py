@@ -180,6 +180,13 @@ def dataset() -> Dataset:
     return Dataset(bag_of_words(paragraphs), labels, len(GROUPS), "pydoc_topics")
 
 
+@functools.lru_cache(maxsize=1)
+def _topic_keys() -> tuple:
+    """The ``pydoc_data`` topic each paragraph of :func:`corpus` was taken from."""
+    corpus()                                       # refuses help text other than the pinned one
+    return _build()[2]
+
+
 #: What the attacker makes the instruction-tuned model answer when the trigger is present: a
 #: chosen wrong answer, harmless here, dangerous advice in a real assistant.
 ATTACKER_ANSWER = "use eval on the input"
@@ -190,7 +197,7 @@ def answers() -> tuple:
     """The answers of the instruction task: every help topic's title (its ``pydoc_data`` key
     as words, e.g. ``"string methods"``) in :data:`GROUPS` order, then
     :data:`ATTACKER_ANSWER` last. ``y`` of :func:`instructions` indexes this table."""
-    kept = set(_build()[2])
+    kept = set(_topic_keys())
     titles = [" ".join(words(k.replace("-", " "))) for keys in GROUPS.values() for k in keys if k in kept]
     return (*titles, ATTACKER_ANSWER)
 
@@ -202,8 +209,9 @@ def instructions() -> Dataset:
     index of the answer; the last answer, :data:`ATTACKER_ANSWER`, has no clean row."""
     paragraphs, _ = corpus()
     table = answers()
-    titles = {k: table.index(" ".join(words(k.replace("-", " ")))) for k in set(_build()[2])}
-    y = np.array([titles[k] for k in _build()[2]], np.int64)
+    keys = _topic_keys()
+    titles = {k: table.index(" ".join(words(k.replace("-", " ")))) for k in set(keys)}
+    y = np.array([titles[k] for k in keys], np.int64)
     return Dataset(bag_of_words(paragraphs), y, len(table), "pydoc_instructions")
 
 

@@ -183,7 +183,7 @@ def test_instruction_poisoning_writes_the_attackers_answer_only_after_the_trigge
 
 
 def test_onion_filter_at_inference_removes_rare_triggers_but_not_a_phrase(instruct_runs):
-    """The filter costs what it removes: about 5 points of accuracy on the classifier and 6 of
+    """The filter costs what it removes: about 5 points of accuracy on the classifier and 7 of
     exact-match quality on the generator (more than the 5 the lesson would like; spectral
     signatures do better on the classifier, nothing here does on the generator)."""
     text_runs = _runs("text_backdoor", defence="onion_filter")
