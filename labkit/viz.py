@@ -309,13 +309,14 @@ def class_projection(features, labels, cls: int, *, whiten: bool = True) -> np.n
     """Class ``cls``'s rows of ``features`` on their first two principal axes, (n_cls, 2),
     after the whitening the lesson's detectors use
     (:func:`labkit.defences.spectral_signature.class_whitener`) when ``whiten``."""
-    from .defences.spectral_signature import class_whitener
+    from .defences.spectral_signature import whitened_class
 
     labels = np.asarray(labels)
-    R = np.asarray(features, np.float64)[labels == cls]
-    R = R - R.mean(0)
     if whiten:
-        R = R @ class_whitener(features, labels, cls)
+        R = whitened_class(features, labels, cls)
+    else:
+        R = np.asarray(features, np.float64)[labels == cls]
+        R = R - R.mean(0)
     _, _, vt = np.linalg.svd(R, full_matrices=False)
     return R @ vt[:2].T
 

@@ -15,7 +15,7 @@ import labkit as lk
 from labkit.attacks.backdoor import BlendTrigger, PatchTrigger, add_backdoor, blend_trigger, patch_trigger
 from labkit.contracts import check_attack, check_detector
 from labkit.defences.activation_clustering import activation_clustering, split_class
-from labkit.defences.spectral_signature import (DEFAULT_EXPECTED_RATE, class_whitener, signature_strength,
+from labkit.defences.spectral_signature import (DEFAULT_EXPECTED_RATE, class_whitener, signature_strength, whitened_class,
                                                 spectral_filter, spectral_scores, spectral_signature,
                                                 spectral_signature_paper)
 from labkit.defences.strip import StripFilter, strip, strip_entropy, strip_report, superimpose
@@ -127,6 +127,28 @@ def test_whitener_whitens_the_other_classes():
     W = class_whitener(F, labels, 0, ridge=0.0)
     rest = np.concatenate([F[labels == k] - F[labels == k].mean(0) for k in (1, 2)])
     assert np.allclose(np.cov((rest @ W).T, bias=True), np.eye(3), atol=1e-8)
+
+
+def test_whitened_class_matches_the_whitener_when_features_outnumber_rows():
+    # text features: more dimensions than rows, where whitened_class takes its thin-SVD path
+    rng = np.random.default_rng(1)
+    F = rng.normal(0, 1, (60, 150)) * rng.uniform(0.1, 3.0, 150)
+    labels = np.repeat([0, 1, 2], 20)
+    for c in (0, 2):
+        R = F[labels == c]
+        slow = (R - R.mean(0)) @ class_whitener(F, labels, c)
+        fast = whitened_class(F, labels, c)
+        assert fast.shape[0] == slow.shape[0]
+        # the same rows up to a rotation of the columns: the same inner products
+        assert np.allclose(fast @ fast.T, slow @ slow.T, rtol=1e-6, atol=1e-6 * np.abs(slow @ slow.T).max())
+
+
+def test_whitened_class_is_the_product_when_rows_outnumber_features():
+    rng = np.random.default_rng(2)
+    F = rng.normal(0, 1, (300, 5))
+    labels = np.repeat([0, 1, 2], 100)
+    R = F[labels == 1]
+    assert np.array_equal(whitened_class(F, labels, 1), (R - R.mean(0)) @ class_whitener(F, labels, 1))
 
 
 # ---- a model trained once on the default backdoor (seed 0, rate 0.05) -------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import Detection, as_rng
-from .spectral_signature import class_whitener
+from .spectral_signature import whitened_class
 
 __all__ = ["activation_clustering", "split_class", "REDUCERS"]
 
@@ -150,7 +150,7 @@ def activation_clustering(features, labels, *, n_components: int = 10, reduce: s
             continue
         R = F[rows]
         if whiten:
-            R = (R - R.mean(0)) @ class_whitener(F, labels, c, ridge=ridge)
+            R = whitened_class(F, labels, c, ridge=ridge)
         in_small, size, sil, lean = split_class(R, n_components=n_components, reduce=reduce, rng=rng)
         scores[rows] = max(sil, 0.0) * (1 + lean) / 2
         suspect = size <= max_size and sil >= min_silhouette
