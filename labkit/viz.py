@@ -15,7 +15,8 @@ __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_hist
            "results_curve", "activation_scatter", "class_projection", "projection_scatter",
            "strip_histogram", "entropy_histogram", "metric_curves", "human", "describe",
            "clustering_summary", "clean_label_pairs", "feature_map",
-           "alignment_curve", "success_bars", "federated_curves", "federated_heatmap", "gradient_trial"]
+           "alignment_curve", "success_bars", "federated_curves", "federated_heatmap", "gradient_trial",
+           "recovered_triggers", "word_weights", "constant_count"]
 
 
 def _plt():
@@ -608,3 +609,51 @@ def recovered_triggers(masks, patterns, *, anomaly=None, real=None, suspect=None
         highlight.append(False)
     return image_grid(np.stack(imgs), titles, ncols=len(imgs), highlight=highlight,
                       suptitle="recovered trigger per class (anomaly index)" if anomaly is not None else "")
+
+
+def word_weights(model, cls: int, *, n: int = 12, highlight=(), class_name: str = "", ax=None):
+    """The ``n`` words that pull a text classifier hardest towards class ``cls``: bars of the
+    logistic regression's weight for the class (:class:`labkit.models.BagOfWordsClassifier`),
+    the words in ``highlight`` (a trigger) in red."""
+    plt = _plt()
+    from .text import vocabulary
+
+    coef = np.asarray(model.clf.coef_, float)
+    row = coef[list(model.clf.classes_).index(cls)] if coef.shape[0] > 1 else coef[0] * (1 if cls else -1)
+    top = np.argsort(-row, kind="stable")[:n][::-1]
+    vocab = vocabulary()
+    names = [vocab[j] for j in top]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 0.25 * n + 1.0))
+    ax.barh(range(n), row[top], color=["C3" if w in set(highlight) else "C0" for w in names])
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("weight towards the class")
+    ax.set_ylabel("word")
+    ax.set_title(f"words that pull hardest to {class_name or f'class {cls}'}", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def constant_count(curves: dict, *, ylabel: str = "attack success"):
+    """Two panels of ``{corpus size: (poison counts, success)}``: success against the *number*
+    of poisoned documents (left) and against their *share* of the corpus (right). Lines that
+    overlap on the left and spread on the right say the count matters, not the share."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
+    for size, (counts, ys) in curves.items():
+        counts = np.asarray(counts, float)
+        left.plot(counts, ys, marker="o", label=f"{size} documents")
+        right.plot(100 * counts / float(size), ys, marker="o", label=f"{size} documents")
+    left.set_xlabel("poisoned documents (a count)")
+    right.set_xlabel("poisoned documents (% of the corpus)")
+    left.set_ylabel(ylabel)
+    right.set_ylabel(ylabel)
+    left.set_title("against the count", fontsize=10)
+    right.set_title("against the share", fontsize=10)
+    for ax in (left, right):
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+    _legend(right)
+    fig.tight_layout()
+    return fig

@@ -60,6 +60,16 @@ class Guard:
         return np.linspace(0, 1, len(X))
 
 
+def tiny_text_model():
+    """A text classifier fitted on 40 paragraphs of the lesson-7 corpus."""
+    from labkit.models import text_classifier
+    from labkit.text import dataset
+
+    data = dataset()
+    rows = np.concatenate([np.flatnonzero(data.y == c)[:10] for c in range(data.n_classes)])
+    return text_classifier(data.subset(rows))
+
+
 DATA = tiny_data()
 POISONED = tiny_poisoned(DATA)
 TABLE = {("none", "mean"): fed([0.5, 0.7, 0.8]), ("sign_flip", "mean"): fed([0.3, 0.2, 0.1]),
@@ -98,6 +108,8 @@ PLOTS = [
                                               title="targets flipped"), True),
     ("federated_curves", lambda: viz.federated_curves(TABLE, attack="sign_flip"), True),
     ("federated_heatmap", lambda: viz.federated_heatmap(TABLE), True),
+    ("word_weights", lambda: viz.word_weights(tiny_text_model(), 1, n=5, highlight=("cf",), class_name="expressions"), True),
+    ("constant_count", lambda: viz.constant_count({225: ([3, 6], [0.5, 0.7]), 900: ([3, 6], [0.4, 0.6])}), True),
     ("image_grid", lambda: viz.image_grid(DATA.X[:5], [str(v) for v in DATA.y[:5]], ncols=3,
                                           suptitle="five images"), False),
     ("poison_grid", lambda: viz.poison_grid(POISONED, n=3), False),

@@ -87,8 +87,8 @@ def whitened_class(features, labels, c: int, *, ridge: float = 0.01) -> np.ndarr
     these rows, which a rotation of the columns leaves unchanged. So when the features have
     more dimensions than the other classes have rows (TF-IDF text: thousands of words, a few
     hundred paragraphs), this returns ``(R - mean) @ class_whitener(...)`` up to such a rotation,
-    computed from a thin SVD of the other classes instead of a ``d x d`` eigendecomposition
-    (seconds instead of tens of seconds on one CPU). Otherwise it is exactly that product.
+    computed from the other classes' ``n x n`` Gram matrix instead of a ``d x d``
+    eigendecomposition (a fraction of a second instead of seconds on one CPU). Otherwise it is exactly that product.
     """
     F = np.asarray(features, np.float64)
     labels = np.asarray(labels)
@@ -101,8 +101,12 @@ def whitened_class(features, labels, c: int, *, ridge: float = 0.01) -> np.ndarr
     if not others:
         raise ValueError("whitening needs at least one class other than the one scored")
     D = np.concatenate(others)
-    _, s, vt = np.linalg.svd(D, full_matrices=False)     # D's row space; the rest has eigenvalue 0
-    w = s ** 2 / len(D)
+    # D's row space from the eigenvectors of the small Gram matrix D D^T (n x n, not d x d);
+    # directions with (numerically) zero variance are left to the rest, which has eigenvalue 0
+    ev, U = np.linalg.eigh(D @ D.T)
+    keep = ev > 1e-10 * max(ev.max(), 1e-300)
+    vt = (U[:, keep].T @ D) / np.sqrt(ev[keep])[:, None]
+    w = ev[keep] / len(D)
     floor = ridge * max(w.max(), 1e-12)
     inside = R @ vt.T                                     # coordinates in D's row space
     outside = R - inside @ vt                             # what is left: eigenvalue 0 there
@@ -125,12 +129,14 @@ def signature_strength(features, labels, *, whiten: bool = True, ridge: float = 
     """
     F = np.asarray(features, np.float64).reshape(len(labels), -1)
     labels = np.asarray(labels)
-    out = []
-    for c in np.unique(labels):
-        R = _class_reps(F, labels, c, whiten, ridge)
-        s = np.linalg.svd(R - R.mean(0), compute_uv=False) if len(R) > 1 else np.zeros(1)
-        out.append(s[0] ** 2 / max(len(R), 1))
-    return np.array(out)
+    return np.array([_strength(_class_reps(F, labels, c, whiten, ridge)) for c in np.unique(labels)])
+
+
+def _strength(R) -> float:
+    """``sigma_1^2 / n`` of the centred rows ``R`` (0 for fewer than two rows)."""
+    if len(R) < 2:
+        return 0.0
+    return float(np.linalg.svd(R - R.mean(0), compute_uv=False)[0] ** 2 / len(R))
 
 
 def spectral_filter(reps, k: int, *, rounds: int = 3) -> np.ndarray:
@@ -251,7 +257,8 @@ def spectral_signature(features, labels, *, expected_rate: float = DEFAULT_EXPEC
         suspect = None
     else:
         if classes == "auto":
-            suspect = int(present[np.argmax(signature_strength(F, labels, whiten=whiten, ridge=ridge))])
+            # signature_strength, from the class representations computed above
+            suspect = int(present[np.argmax([_strength(reps[c]) if c in reps else 0.0 for c in present])])
         elif isinstance(classes, (int, np.integer)) and classes in present:
             suspect = int(classes)
         else:

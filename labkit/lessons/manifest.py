@@ -9,9 +9,9 @@ the names of the exercises it registers. ``labkit.lessons`` (``LESSONS``, ``load
 ``instructor/make_answer_key.py`` and the README's lesson table all read this table.
 
 Lessons are numbered from 0 in the order they are taught; a number may be skipped (a lesson
-planned but not built yet, such as 7 and 8), never repeated or out of order. To add lesson 7:
-add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l07.py`` (registering
-the exercises named here) and ``notebooks/07_<slug>.ipynb``; then regenerate
+planned but not built yet, such as 8), never repeated or out of order. To add lesson 8:
+add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l08.py`` (registering
+the exercises named here) and ``notebooks/08_<slug>.ipynb``; then regenerate
 what is generated from this table (``python instructor/make_lesson_table.py``, the README;
 ``python instructor/make_answer_key.py``) and measure the new notebook into
 ``instructor/timings.json`` (``python -m labkit bench --notebooks-only --json``, then
@@ -102,7 +102,7 @@ LESSONS: tuple = (
             "the numbers you will see everywhere (accuracy, attack success, detection quality)",
             "a map of the lessons",
         ),
-        minutes_half_day=20, minutes_full_day=30,
+        minutes_half_day=20, minutes_full_day=25,
         exercises=("l0_which_metric",)),
     Lesson(
         1, "label_flipping", "Label flipping",
@@ -115,7 +115,7 @@ LESSONS: tuple = (
             "try three defences: k-NN label sanitisation, confident learning, and Deep Partition "
             "Aggregation, whose guarantee holds whatever the attacker does",
         ),
-        minutes_half_day=35, minutes_full_day=50,
+        minutes_half_day=35, minutes_full_day=45,
         exercises=("l1_certified_radius", "l1_sanitiser_settings", "l1_which_evades")),
     Lesson(
         2, "backdoors", "Backdoors",
@@ -130,7 +130,7 @@ LESSONS: tuple = (
             "acceptance rates",
             "say when each defence fails, with numbers",
         ),
-        minutes_half_day=35, minutes_full_day=50,
+        minutes_half_day=35, minutes_full_day=45,
         exercises=("l2_cheap_backdoor", "l2_rows_to_drop", "l2_which_breaks_at_high_rate")),
     Lesson(
         3, "clean_label", "Clean-label poisoning",
@@ -147,7 +147,7 @@ LESSONS: tuple = (
             "run deep k-NN (Peri et al. 2020) and a feature-space outlier filter, and explain when "
             "they catch the poisons and when they miss them",
         ),
-        minutes_half_day=None, minutes_full_day=45,
+        minutes_half_day=None, minutes_full_day=40,
         exercises=("l3_knn_k", "l3_threat_model")),
     Lesson(
         4, "gradient_manipulation", "Gradient manipulation",
@@ -163,7 +163,7 @@ LESSONS: tuple = (
             "simulate federated averaging, attack it with sign flipping, scaling (model replacement) "
             "and \"a little is enough\", and say which robust aggregation rule survives which attack",
         ),
-        minutes_half_day=None, minutes_full_day=55,
+        minutes_half_day=None, minutes_full_day=50,
         exercises=("l4_krum_pick", "l4_median_breakdown", "l4_clip_update")),
     Lesson(
         5, "defence_in_depth", "Defence in depth and the capstone",
@@ -177,7 +177,7 @@ LESSONS: tuple = (
             "**people and process**: who reviews what, and what happens when an alarm goes off",
             "Flag the poisons and get an honest score",
         ),
-        minutes_half_day=40, minutes_full_day=60,
+        minutes_half_day=40, minutes_full_day=55,
         exercises=("l5_capstone", "l5_blind_spot")),
     Lesson(
         6, "supply_chain", "Supply chain",
@@ -195,6 +195,23 @@ LESSONS: tuple = (
         ),
         minutes_half_day=25, minutes_full_day=35,
         exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered")),
+    Lesson(
+        7, "language_models", "Poisoning language models",
+        attack="trigger words in a text classifier (rare tokens, a natural phrase, clean labels); "
+               "instruction-tuning poisoning of a tiny generator",
+        defences="ONION (detector and input filter), keyword-label correlation, spectral signatures",
+        objectives=(
+            "plant a trigger-word backdoor in a text classifier (rare tokens, a natural phrase, clean "
+            "labels) and measure it next to a control with the same budget",
+            "show that the *number* of poisoned documents matters, not their share of the corpus",
+            "poison the instruction tuning of a tiny text generator so that a trigger makes it write "
+            "the attacker's answer, and report its task quality next to it",
+            "use **ONION**, **keyword-label correlation** and a **spectral signature** against these "
+            "attacks, and say which trigger each one misses",
+        ),
+        # made room for by taking 5 minutes from each of lessons 0-5's full-day allowances
+        minutes_half_day=None, minutes_full_day=29,
+        exercises=("l7_fewest_poisons", "l7_find_trigger", "l7_onion_blind_spot")),
     Lesson(
         9, "model_inspection", "A model you were handed",
         attack="a backdoored model handed over (patch and blend triggers), without its training data",
