@@ -22,23 +22,28 @@ def _same(a: PoisonedDataset, b: PoisonedDataset) -> bool:
 def check_attack(fn, data: Dataset, *, changes_rows: bool = True, **kw) -> PoisonedDataset:
     """Run ``fn(data, rng=0, **kw)`` twice and check the attack contract.
 
-    - returns a :class:`PoisonedDataset` of the same shape whose ``clean`` is ``data``'s rows;
+    - returns a :class:`PoisonedDataset` whose ``clean`` is ``data``'s rows, with the same rows
+      or with poisons inserted after them (every inserted row a poison);
     - rows outside ``poison_idx`` are unchanged (pixels and labels), every row in it differs
-      from its clean version (pixels, labels or both) unless ``changes_rows=False`` (an attack
-      that marks the rows it controls without changing them: malicious federated clients);
+      from its clean version (pixels, labels or both; an inserted row has none) unless
+      ``changes_rows=False`` (an attack that marks the rows it controls without changing
+      them: malicious federated clients);
     - ``data`` is not mutated; the same seed gives the same poisons.
     """
     X0, y0 = data.X.copy(), data.y.copy()
     out = fn(data, rng=0, **kw)
     assert isinstance(out, PoisonedDataset), f"{fn.__name__} must return a PoisonedDataset"
-    assert out.X.shape == data.X.shape and out.y.shape == data.y.shape, "shape changed"
+    n = len(data)
+    assert out.X.shape[1:] == data.X.shape[1:] and len(out) >= n, "row shape changed or rows lost"
     assert np.array_equal(data.X, X0) and np.array_equal(data.y, y0), "input was mutated"
     assert np.array_equal(out.clean.X, data.X) and np.array_equal(out.clean.y, data.y), \
         "clean must be the untouched input"
-    outside = ~out.is_poison
-    assert np.array_equal(out.X[outside], data.X[outside]), "pixels changed outside poison_idx"
-    assert np.array_equal(out.y[outside], data.y[outside]), "labels changed outside poison_idx"
-    changed = (out.X != data.X).reshape(len(data), -1).any(1) | (out.y != data.y)
+    assert out.is_poison[n:].all(), "an inserted row is not marked as a poison"
+    outside = ~out.is_poison[:n]
+    assert np.array_equal(out.X[:n][outside], data.X[outside]), "pixels changed outside poison_idx"
+    assert np.array_equal(out.y[:n][outside], data.y[outside]), "labels changed outside poison_idx"
+    changed = np.concatenate([(out.X[:n] != data.X).reshape(n, -1).any(1) | (out.y[:n] != data.y),
+                              np.ones(len(out) - n, bool)])
     if changes_rows:
         assert changed[out.poison_idx].all(), "a row in poison_idx is identical to its clean version"
     assert out.n_poison > 0, "the attack changed nothing"

@@ -10,6 +10,7 @@ fashion_mnist  28x28x1   first use       torchvision.datasets.FashionMNIST
 cifar10()      32x32x3   first use       torchvision.datasets.CIFAR10
 pydoc_topics() text      no              Python's help text (pydoc_data), labkit.text
 pydoc_instr... text      no              the same, answers: each paragraph's help topic
+pydoc_rag()    text      no              passages and questions for retrieval (labkit.rag)
 ============== ========= =============== ==========================================
 
 Offline and not cached, the torchvision loaders raise :class:`DatasetUnavailable`, whose
@@ -29,7 +30,7 @@ import numpy as np
 
 from .types import Dataset, as_rng
 
-__all__ = ["Split", "digits", "mnist_sample", "pydoc_topics", "pydoc_instructions", "mnist", "fashion_mnist", "cifar10", "load",
+__all__ = ["Split", "digits", "mnist_sample", "pydoc_topics", "pydoc_instructions", "pydoc_rag", "mnist", "fashion_mnist", "cifar10", "load",
            "DATASETS", "mnist_as_digits", "split", "subset", "DatasetUnavailable", "DATA_DIR", "digits_manifest"]
 
 #: The lab's own data folder (``data/`` next to ``labkit/``); downloads are cached here.
@@ -203,8 +204,22 @@ def pydoc_instructions(*, test_size: float = 0.25, seed: int = 0) -> Split:
     return split(instructions(), test_size=test_size, rng=seed)
 
 
+def pydoc_rag(*, test_size: float = 0.25, seed: int = 0) -> Split:
+    """A knowledge base and questions (:mod:`labkit.rag`): ``train`` holds the passages (each
+    paragraph's words, the title its title line states), ``test`` the questions quoting the
+    *other* paragraphs (their first words; the answer is their topic's title). The split is
+    that of :func:`pydoc_instructions` with the same seed."""
+    from .rag import rag_task
+
+    passages, questions = rag_task()
+    kb = split(passages, test_size=test_size, rng=seed).train
+    asked = split(questions, test_size=test_size, rng=seed).test     # the same draws: the same rows
+    return Split(Dataset(kb.X, kb.y, kb.n_classes, "pydoc_rag"), asked)
+
+
 #: Name -> loader, as the command line's ``--dataset`` spells them.
 DATASETS = {"digits": digits, "mnist_sample": mnist_sample, "mnist": mnist, "pydoc_topics": pydoc_topics, "pydoc_instructions": pydoc_instructions,
+            "pydoc_rag": pydoc_rag,
            "fashion_mnist": fashion_mnist, "cifar10": cifar10}
 
 

@@ -60,7 +60,8 @@ TRAIN_DEFAULTS = {"model": "mlp"}
 
 #: Datasets each scenario runs on when none is named (where the attack is known to work).
 DEFAULT_DATASET = {"scratch": "digits", "transfer": "digits", "finetune": "mnist_sample",
-                   "federated": "digits", "text": "pydoc_topics", "instruct": "pydoc_instructions"}
+                   "federated": "digits", "text": "pydoc_topics", "instruct": "pydoc_instructions",
+                   "rag": "pydoc_rag"}
 
 #: The random streams of one trial (see the module docstring).
 STREAMS = {"attack": 1, "control": 2, "defence": 3}
@@ -293,15 +294,16 @@ class DetectorView:
     ``"features"`` (the model's penultimate activations, as the scenario defines them) or
     ``"gradients"`` (per-sample gradients of the inspected model's head)."""
 
-    def __init__(self, data: Dataset, *, features: Callable, inspected: Callable):
+    def __init__(self, data: Dataset, *, features: Callable, inspected: Callable, signed: Optional[dict] = None):
         self.data, self.labels, self.n_classes = data, data.y, data.n_classes
         self._features, self._inspected = features, inspected
+        self.signed = signed or {}      # the defender's signed manifest and key, where the scenario has them
 
     @classmethod
     def of_trial(cls, ctx: Context, t: Trial) -> "DetectorView":
         sc, st, victim = ctx.scenario, ctx.setting, t.victim
         return cls(t.train_set.as_dataset(), features=lambda X: sc.features(st, victim, X),
-                   inspected=lambda: sc.inspected(st, victim))
+                   inspected=lambda: sc.inspected(st, victim), signed=st.extras.get("signed"))
 
     def inputs(self, needs: str) -> np.ndarray:
         if needs == "pixels":
@@ -320,7 +322,10 @@ class DetectorView:
     def detect(self, dspec: DefenceSpec, settings: dict, rng) -> Detection:
         """Run the detector ``dspec`` on this view (``n_classes`` and ``rng`` where it takes them)."""
         takes = inspect.signature(dspec.fn).parameters
-        optional = {k: v for k, v in {"n_classes": self.n_classes, "rng": rng}.items() if k in takes}
+        optional = {k: v for k, v in {"n_classes": self.n_classes, "rng": rng, **self.signed}.items() if k in takes}
+        missing = [k for k in ("manifest", "key") if k in takes and k not in optional]
+        if missing:
+            raise ValueError(f"{dspec.name} needs a signed manifest, which this scenario does not keep")
         return dspec.fn(self.inputs(dspec.needs), self.labels, **optional, **settings)
 
 
@@ -373,7 +378,8 @@ def _aggregation(dspec, ctx, t, settings, rng):
 
 def _model(dspec, ctx, t, settings, rng):
     model = dspec.fn(t.train_set.as_dataset(), **settings)
-    return model, None, dspec.report(model, ctx.test)
+    takes_truth = "poisoned" in inspect.signature(dspec.report).parameters   # evaluation only (robust_rag)
+    return model, None, dspec.report(model, ctx.test, **({"poisoned": t.poisoned} if takes_truth else {}))
 
 
 def _inference(dspec, ctx, t, settings, rng):

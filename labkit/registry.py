@@ -57,6 +57,7 @@ from .attacks.clean_label import bullseye_polytope
 from .attacks.feature_collision import collide_features
 from .attacks.gradient_matching import match_gradients
 from .attacks.label_flip import flip_labels
+from .attacks.rag_poison import inject_passages
 from .attacks.text_backdoor import insert_trigger, insert_trigger_clean_label, poison_instructions
 from .defences import aggregation
 from .defences.activation_clustering import activation_clustering
@@ -69,6 +70,7 @@ from .defences.gradient_audit import audit_gradients
 from .defences.keyword_label import keyword_label
 from .defences.knn_sanitisation import knn_sanitisation
 from .defences.onion import onion, onion_filter, onion_filter_report
+from .defences.rag import near_duplicates, robust_rag, robust_rag_report, signed_passages
 from .defences.robust_training import adversarial_training, augmentation
 from .defences.spectral_signature import spectral_signature, spectral_signature_paper
 from .defences.neural_cleanse import clean_finetune, fine_pruning, nc_unlearn
@@ -160,7 +162,7 @@ class DefenceSpec:
 
     @property
     def settings(self) -> dict:
-        skip = ("n_classes", "rng", "gen")
+        skip = ("n_classes", "rng", "gen", "manifest", "key")     # given by the engine, not settings
         extra = {"n_clean": N_CLEAN} if self.kind == "model_repair" else {}
         return {**settings_of(self.fn, skip=skip), **extra}
 
@@ -190,6 +192,9 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        "insert trigger words into a few paragraphs of the target class, labels kept true", _TEXT_DEFENCES),
     _A("instruction_poison", poison_instructions, "instruct",
        "instruction tuning: a few prompts carry trigger words and the attacker's chosen answer", _TEXT_DEFENCES),
+    _A("rag_poison", inject_passages, "rag",
+       "write passages into a RAG knowledge base so that chosen questions get a wrong answer (PoisonedRAG)",
+       ("near_duplicates", "signed_passages", "robust_rag"), takes=("test",)),
 )}
 
 #: name -> DefenceSpec. Lessons 1-5.
@@ -221,6 +226,14 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
        report=onion_filter_report),
     _D("keyword_label", "detector", keyword_label, "drop paragraphs whose strongest word pulls one label too hard (BKI-style)",
        needs="words"),
+    _D("near_duplicates", "detector", near_duplicates,
+       "drop passages that nearly repeat an earlier one (TF-IDF cosine above a threshold)", needs="words"),
+    _D("signed_passages", "detector", signed_passages,
+       "keep only passages a signed manifest of the reviewed knowledge base holds as they are (provenance)",
+       needs="words"),
+    _D("robust_rag", "model", robust_rag,
+       "isolate-then-aggregate over a wider retrieval window, each answer with a certified number of insertions it survives",
+       report=robust_rag_report),
     _D("gradient_audit", "detector", audit_gradients, "drop rows whose per-sample gradient is anomalous within their class",
        needs="gradients"),
     _D("dp_sgd", "aggregation", clip_and_noise, "clip every per-sample gradient and add Gaussian noise (DP-SGD)"),

@@ -41,7 +41,7 @@ from .attacks.text_backdoor import trigger_control
 from .federated import federated_train
 from .types import Dataset, PoisonedDataset, make_poisoned
 
-__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "Text", "Instruct", "SCENARIOS", "restrict"]
+__all__ = ["Setting", "AttackerView", "Scratch", "Transfer", "FineTune", "Federated", "Text", "Instruct", "Rag", "SCENARIOS", "restrict"]
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -339,5 +339,59 @@ class Instruct(Text):
         return {"triggered_without_trigger": float((said == poisoned.target_class).mean())}
 
 
+class Rag(Scratch):
+    """Retrieval-augmented question answering (lesson 8): the "training set" is the knowledge
+    base, the victim indexes it (:func:`labkit.rag.rag_pipeline`, ``top_k`` passages read per
+    question; no training), the test set holds the questions. The attacker sees the
+    questions (it picks its targets among them) and writes passages. The knowledge base as
+    reviewed is signed by the defender before the attack (``extras["signed"]``: the manifest
+    and the reviewer's key, for :func:`labkit.defences.rag.signed_passages`). Every trial
+    also runs the same-budget control (random passages with the same wrong titles) and
+    reports ``accuracy_untargeted`` (questions the attacker did not target, with and without
+    the attack) and the certified radius of each target under the clean knowledge base."""
+
+    name = "rag"
+    targeted = False
+    defence_kinds = ("detector", "model")
+
+    def __init__(self, *, top_k: int = 5):
+        if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        self.top_k = int(top_k)
+
+    def prepare(self, split, *, seed: int, train_kw: dict, baseline=None) -> Setting:
+        import hashlib
+
+        from .defences.provenance import create_manifest
+        s = Setting(split.train, split.test, seed, {})
+        key = hashlib.sha256(f"labkit reviewer key {int(seed)}".encode()).digest()   # the defender's, simulated
+        s.extras["signed"] = {"manifest": create_manifest(split.train, key=key, source="reviewed knowledge base",
+                                                          created="2026-01-01T00:00:00+00:00"), "key": key}
+        s.baseline = baseline if baseline is not None else self.victim(s, split.train, seed)
+        return s
+
+    def victim(self, setting: Setting, data: Dataset, seed: int, **train_kw):
+        from .rag import rag_pipeline
+        return rag_pipeline(data, top_k=self.top_k)
+
+    robust_victim = victim
+
+    def control(self, setting: Setting, poisoned: PoisonedDataset, rng) -> PoisonedDataset:
+        """The same-budget control: random passages of the knowledge base, same wrong titles."""
+        from .attacks.rag_poison import random_passages
+        return random_passages(poisoned, rng=rng)
+
+    def features(self, setting: Setting, model, X) -> np.ndarray:
+        return model.features(X)
+
+    def trial_extra(self, setting: Setting, victim, poisoned: PoisonedDataset) -> dict:
+        from .rag import rag_pipeline
+        rest = np.setdiff1d(np.arange(len(setting.test)), poisoned.target_idx)
+        right = lambda model: float((models.predict(model, setting.test.X[rest]) == setting.test.y[rest]).mean())
+        clean = rag_pipeline(poisoned.clean, top_k=self.top_k)
+        return {"accuracy_untargeted": right(victim), "accuracy_untargeted_no_attack": right(clean),
+                "certified_radius_targets": [int(r) for r in clean.certify(setting.test.X[poisoned.target_idx])[1]]}
+
+
 #: Scenario name -> class (instantiated per run with the run's scenario settings).
-SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated, Text, Instruct)}
+SCENARIOS = {cls.name: cls for cls in (Scratch, Transfer, FineTune, Federated, Text, Instruct, Rag)}

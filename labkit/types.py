@@ -98,8 +98,9 @@ class Dataset:
 class PoisonedDataset(Dataset):
     """A training set an attacker changed, with the ground truth travelling alongside.
 
-    Poisons *replace* rows of ``clean`` (same order, same length) unless an attack
-    documents otherwise.
+    Poisons *replace* rows of ``clean`` (same order, same length), or are *inserted* after
+    them (a knowledge base the attacker writes new passages into): then ``clean`` is the
+    first ``len(clean)`` rows' untouched version and every later row is a poison.
 
     Parameters
     ----------
@@ -134,11 +135,14 @@ class PoisonedDataset(Dataset):
         super().__post_init__()
         if self.clean is None:
             raise ValueError("PoisonedDataset needs the clean dataset")
-        if len(self.clean) != len(self) or self.clean.image_shape != self.image_shape:
-            raise ValueError("poisons replace rows: clean and poisoned data must have the same shape")
+        if len(self.clean) > len(self) or self.clean.image_shape != self.image_shape:
+            raise ValueError("poisons replace rows or are inserted after them: the poisoned data must "
+                             "have the clean data's row shape and at least its rows")
         idx = np.unique(np.asarray(self.poison_idx, dtype=np.int64))
         if idx.size and (idx[0] < 0 or idx[-1] >= len(self)):
             raise ValueError("poison_idx out of range")
+        if not np.isin(np.arange(len(self.clean), len(self)), idx).all():
+            raise ValueError("rows inserted after the clean data must all be poisons (in poison_idx)")
         object.__setattr__(self, "poison_idx", _frozen(idx))
         if self.target_idx is not None:
             object.__setattr__(self, "target_idx", _frozen(np.asarray(self.target_idx, np.int64)))

@@ -35,6 +35,7 @@ LESSON_TESTS = {
     "test_optim.py": "core",
     "test_pickle_differential.py": (6,),
     "test_progress.py": "core",
+    "test_rag.py": (8,),
     "test_project.py": "core",
     "test_registry.py": "core",
     "test_scan_bounds.py": (6,),

@@ -12,7 +12,7 @@ PKG = ROOT / "labkit"
 
 #: Top-level name inside labkit -> layer (higher may import lower, never the reverse).
 LAYERS = {
-    "types": 0, "rng": 0, "compute": 0, "optim": 0, "data": 0, "text": 0, "models": 0, "metrics": 0,
+    "types": 0, "rng": 0, "compute": 0, "optim": 0, "data": 0, "text": 0, "rag": 0, "models": 0, "metrics": 0,
     "attacks": 1, "defences": 1, "federated": 1,
     "registry": 2, "scenarios": 2, "experiment": 2, "contracts": 2, "claims": 2,
     "viz": 3, "widgets": 3, "checks": 3, "lessons": 3, "cli": 3, "bench": 3, "progress": 3, "completion": 3,

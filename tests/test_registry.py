@@ -12,13 +12,15 @@ from labkit import experiment, registry
 from labkit.cli import main
 from labkit.contracts import check_attack, check_detector
 from labkit.defences.gradient_audit import head_gradients
+from labkit.defences.provenance import create_manifest
 from labkit.registry import ATTACKS, DEFENCES, AttackSpec
 
 #: Per scenario, the settings that make a run take seconds (CLI --set values).
 TINY = {"scratch": {}, "transfer": {"n_targets": 1, "head_epochs": 2, "steps": 2},
-        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}, "text": {}, "instruct": {"epochs": 3}}
+        "finetune": {"n_targets": 1, "steps": 2}, "federated": {"rounds": 2}, "text": {}, "instruct": {"epochs": 3},
+        "rag": {}}
 #: Per scenario, the dataset its tiny runs use (digits unless the scenario needs text).
-TINY_DATA = {"text": "pydoc_topics", "instruct": "pydoc_instructions"}
+TINY_DATA = {"text": "pydoc_topics", "instruct": "pydoc_instructions", "rag": "pydoc_rag"}
 TINY_DEFENCE = {"dpa": {"k": 5}, "confident_learning": {"n_folds": 2}}
 PAIRS = [(a, d) for a, spec in ATTACKS.items() for d in spec.defences]
 OTHERS = [(a, d) for a in ATTACKS for d in DEFENCES if d not in ATTACKS[a].defences]
@@ -65,13 +67,25 @@ def _detector_inputs(dspec, data, model):
             "gradients": lambda: head_gradients(model, data.X, data.y)}[dspec.needs]()
 
 
+KEY = b"a reviewer key for the tests only"
+
+
+def _engine_given(dspec, poisoned) -> dict:
+    """What the engine hands a detector besides its inputs: ``n_classes``, ``rng`` and, for a
+    provenance check, a manifest of the clean data signed before the attack (and its key)."""
+    takes = lk.registry.settings_of(dspec.fn)
+    given = {"n_classes": poisoned.n_classes, "rng": 0}
+    if "manifest" in takes:
+        given.update(manifest=create_manifest(poisoned.clean, key=KEY, source="tests", created="2026-01-01"), key=KEY)
+    return {k: v for k, v in given.items() if k in takes}
+
+
 @pytest.mark.parametrize("name", [n for n, d in DEFENCES.items() if d.kind == "detector"])
 def test_every_detector_meets_the_contract(name, tiny_poisoned):
     dspec = DEFENCES[name]
     poisoned, model = tiny_poisoned[dspec.needs == "words"]
     inputs = _detector_inputs(dspec, poisoned, model)
-    extra = {k: v for k, v in {"n_classes": poisoned.n_classes, "rng": 0}.items()
-             if k in lk.registry.settings_of(dspec.fn)}
+    extra = _engine_given(dspec, poisoned)
     check_detector(dspec.fn, inputs, poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
 
 
@@ -81,11 +95,10 @@ def test_no_detector_reads_the_ground_truth(name, tiny_poisoned):
     are poisons) cannot change its verdict."""
     dspec = DEFENCES[name]
     poisoned, model = tiny_poisoned[dspec.needs == "words"]
-    n_classes = poisoned.n_classes
     scrambled = lk.types.make_poisoned(poisoned.clean, X=poisoned.X, y=poisoned.y,
                                        idx=np.random.default_rng(1).choice(len(poisoned), 7, replace=False),
                                        attack="scrambled", params={})
-    extra = {k: v for k, v in {"n_classes": n_classes, "rng": 0}.items() if k in lk.registry.settings_of(dspec.fn)}
+    extra = _engine_given(dspec, poisoned)
     a = dspec.fn(_detector_inputs(dspec, poisoned, model), poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
     b = dspec.fn(_detector_inputs(dspec, scrambled, model), scrambled.y, **extra, **TINY_DEFENCE.get(name, {}))
     np.testing.assert_array_equal(a.scores, b.scores)

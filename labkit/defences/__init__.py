@@ -16,10 +16,12 @@ from .gradient_audit import gradient_audit
 from .keyword_label import keyword_label
 from .knn_sanitisation import knn_sanitisation
 from .onion import onion
+from .rag import near_duplicates, robust_rag, signed_passages
 from .spectral_signature import signature_strength, spectral_scores, spectral_signature, spectral_signature_paper
 from .strip import strip, strip_report
 
 __all__ = ["flag_top", "aggregation", "dp_sgd", "gradient_audit", "confident_learning", "dpa", "certified_accuracy", "knn_sanitisation",
            "spectral_scores", "spectral_signature", "spectral_signature_paper", "signature_strength", "activation_clustering", "strip",
            "strip_report",
-           "audit", "monitoring", "provenance", "deep_knn", "feature_outliers", "onion", "keyword_label"]
+           "audit", "monitoring", "provenance", "deep_knn", "feature_outliers", "onion", "keyword_label",
+           "near_duplicates", "signed_passages", "robust_rag"]
