@@ -213,6 +213,30 @@ CLAIMS: tuple = (
             "instruction_poison", {"success": "attack_success", **AFTER, "accuracy": "clean_accuracy"},
             defence=defence)
       for defence in ("onion_filter", "spectral_signature")),
+    # lesson 8: poisoning what a RAG system retrieves (Python's help text as the knowledge base)
+    Claim("l8_rag_poison", 8, "PoisonedRAG black-box: 5 passages for each of 10 target questions (top-5 retrieval, "
+          "voting reader): hijack rate, 5 random passages with the same wrong titles, accuracy on all and on the "
+          "untargeted questions", "rag_poison",
+          {"success": "attack_success", "control": "control_success", **ACC,
+           "accuracy_untargeted": "extra.accuracy_untargeted",
+           "accuracy_untargeted_no_attack": "extra.accuracy_untargeted_no_attack"}, quick=True),
+    *(Claim(f"l8_per_question_{n}", 8, f"{n} passage{'s' if n > 1 else ''} per target question: hijack rate",
+            "rag_poison", {"success": "attack_success"}, params={"per_question": n})
+      for n in (1, 2, 3)),
+    *(Claim(f"l8_{style}", 8, f"{style.replace('_', '-')} poisons, 5 per target question: hijack rate", "rag_poison",
+            {"success": "attack_success", "control": "control_success", "accuracy": "clean_accuracy"},
+            params={"style": style})
+      for style in ("whitebox", "split_view")),
+    *(Claim(f"l8_{defence}_{style}", 8, f"{defence.replace('_', ' ')} against {style.replace('_', '-')} poisons",
+            "rag_poison", {"success": "attack_success", **DET, **AFTER, "accuracy_no_attack": "clean_accuracy_no_attack"},
+            defence=defence, params={} if style == "blackbox" else {"style": style})
+      for defence in ("near_duplicates", "signed_passages") for style in ("blackbox", "whitebox", "split_view")),
+    *(Claim(f"l8_robust_rag_top_{k}", 8, f"isolate-then-aggregate over the top {k} passages: hijack rate, accuracy, "
+            "certified accuracy (right and certified to survive 1, 2 insertions)", "rag_poison",
+            {"success": "attack_success", **AFTER, "accuracy_no_attack": "clean_accuracy_no_attack",
+             "certified_1": "extra.certified_accuracy.1", "certified_2": "extra.certified_accuracy.2"},
+            defence="robust_rag", defence_params={"top_k": k})
+      for k in (5, 15)),
     Claim("l9_population", 9, "population detector: trained on 100 shadow models (patch triggers), 50 random "
           "queries; AUROC on 40 held-out patch models and on 40 blend models (a trigger kind it never saw)",
           POPULATION, {"auroc_patch": "auroc_seen", "auroc_blend_unseen": "auroc_unseen"}),

@@ -37,7 +37,7 @@ import numpy as np
 from . import text
 from .types import Dataset
 
-__all__ = ["QUESTION_WORDS", "TOP_K", "question_text", "rag_task", "RagPipeline", "rag_pipeline",
+__all__ = ["QUESTION_WORDS", "TOP_K", "question_text", "question_of", "rag_task", "RagPipeline", "rag_pipeline",
            "certified_radius"]
 
 #: A question quotes this many words from the start of a paragraph.
@@ -69,6 +69,16 @@ def rag_task() -> tuple:
     return Dataset(P, y, n, "pydoc_passages"), Dataset(Q, y, n, "pydoc_questions")
 
 
+def question_of(row) -> str:
+    """The question (:func:`question_text`) whose bag of words is ``row`` (a row of the
+    questions of :func:`rag_task` or :func:`labkit.data.pydoc_rag`)."""
+    _, Q, _ = _task()
+    hit = np.flatnonzero((Q.reshape(len(Q), -1) == np.ravel(row)[None]).all(1))
+    if hit.size == 0:
+        raise ValueError("not a question of the lesson's corpus")
+    return question_text(text.corpus()[0][hit[0]])
+
+
 def certified_radius(counts: np.ndarray) -> np.ndarray:
     """Per row of vote ``counts`` (n, n_answers): how many inserted passages cannot change
     the winning answer, ``floor((lead - 1) / 2)`` where ``lead`` is the winner's votes minus
@@ -76,6 +86,13 @@ def certified_radius(counts: np.ndarray) -> np.ndarray:
     c = np.sort(np.asarray(counts), axis=1)
     lead = c[:, -1] - (c[:, -2] if c.shape[1] > 1 else 0)
     return np.maximum((lead - 1) // 2, 0).astype(np.int64)
+
+
+def _bags(X):
+    """Rows ``(n, 1, 1, V)`` as a sparse 0/1 matrix (n, V)."""
+    from scipy import sparse
+
+    return sparse.csr_matrix(np.asarray(X).reshape(len(X), -1) > 0, dtype=np.float64)
 
 
 class RagPipeline:
@@ -93,17 +110,26 @@ class RagPipeline:
         if len(kb) == 0:
             raise ValueError("the knowledge base is empty")
         self.kb, self.top_k = kb, int(min(top_k, len(kb)))
-        B = kb.flat() > 0
-        self.idf = np.log((1 + len(kb)) / (1 + B.sum(0))) + 1.0
-        self._index = self.features(kb.X)
+        B = _bags(kb.X)
+        self.idf = np.log((1 + len(kb)) / (1 + np.asarray(B.sum(0)).ravel())) + 1.0
+        self._index = self._tfidf(B)
+
+    def _tfidf(self, B):
+        """Unit-length TF-IDF rows of sparse bags ``B`` (a passage holds a few dozen of the
+        vocabulary's words, so the index stays small)."""
+        from scipy import sparse
+
+        Z = sparse.csr_matrix(B.multiply(self.idf[None, :]))
+        norms = np.sqrt(np.asarray(Z.multiply(Z).sum(1)).ravel())
+        return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ Z
 
     def features(self, X) -> np.ndarray:
-        Z = (np.asarray(X).reshape(len(X), -1) > 0) * self.idf
-        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+        """The TF-IDF rows the retriever compares, dense, (n, V)."""
+        return self._tfidf(_bags(X)).toarray()
 
     def scores(self, X) -> np.ndarray:
         """Cosine similarity of every question to every passage, (n_questions, n_passages)."""
-        return self.features(X) @ self._index.T
+        return np.asarray((self._tfidf(_bags(X)) @ self._index.T).todense())
 
     def retrieve(self, X) -> np.ndarray:
         """The ``top_k`` passages per question, best first, (n, top_k) row indices of the

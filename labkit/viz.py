@@ -16,7 +16,7 @@ __all__ = ["image_grid", "poison_grid", "confusion", "sweep_curves", "score_hist
            "strip_histogram", "entropy_histogram", "metric_curves", "human", "describe",
            "clustering_summary", "clean_label_pairs", "feature_map",
            "alignment_curve", "success_bars", "federated_curves", "federated_heatmap", "gradient_trial",
-           "recovered_triggers", "word_weights", "constant_count"]
+           "recovered_triggers", "word_weights", "constant_count", "retrieved_passages"]
 
 
 def _plt():
@@ -34,7 +34,10 @@ _NAMES = {"label_flip": "label flipping", "backdoor": "backdoor", "clean_label":
           "rate": "poison rate", "n_poisons": "poisons", "eps": "eps", "target_class": "target class",
           "expected_rate": "expected rate", "removal_factor": "removal factor",
           "min_silhouette": "min silhouette", "max_size": "max size", "frr": "target FRR",
-          "none": "no attack", "little_is_enough": "a little is enough", "alpha": "opacity"}
+          "none": "no attack", "little_is_enough": "a little is enough", "alpha": "opacity",
+          "rag_poison": "RAG poisoning", "per_question": "passages per question", "n_targets": "target questions",
+          "top_k": "passages read", "near_duplicates": "near-duplicate filter", "signed_passages": "signed passages",
+          "robust_rag": "isolate-then-aggregate"}
 
 
 def human(name) -> str:
@@ -655,5 +658,35 @@ def constant_count(curves: dict, *, ylabel: str = "attack success"):
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
     _legend(right)
+    fig.tight_layout()
+    return fig
+
+
+def retrieved_passages(pipeline, question, *, is_poison=None, answer: Optional[int] = None, title: str = "",
+                       ax=None):
+    """What the reader read for one question: the ``top_k`` passages a :class:`labkit.rag.RagPipeline`
+    retrieved, best first, as bars of their similarity to the question, each labelled with the
+    title its title line states; ``is_poison`` (a mask over the knowledge base, known to the
+    teacher only) draws the attacker's passages in red, ``answer`` marks the right title."""
+    plt = _plt()
+    from .text import answers
+
+    table = answers()
+    q = np.asarray(question)[None] if np.ndim(question) == 3 else np.asarray(question)[:1]
+    top = pipeline.retrieve(q)[0]
+    sims = pipeline.scores(q)[0, top]
+    said = pipeline.kb.y[top]
+    bad = np.zeros(len(top), bool) if is_poison is None else np.asarray(is_poison)[top]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 0.32 * len(top) + 1.2))
+    y = np.arange(len(top))[::-1]
+    ax.barh(y, sims, color=["crimson" if b else "C0" for b in bad])
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{table[s]}{' (right)' if answer is not None and s == answer else ''}" for s in said],
+                       fontsize=8)
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("similarity to the question (TF-IDF cosine)")
+    ax.set_ylabel("retrieved passage: its title line")
+    ax.set_title(title or "what the reader read (red: the attacker's passages)", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig

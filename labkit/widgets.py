@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 __all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer",
            "clean_label_explorer", "gradient_matching_explorer", "federated_explorer", "model_repair_explorer",
-           "WIDGET_COST"]
+           "text_backdoor_explorer", "rag_explorer", "WIDGET_COST"]
 
 #: The widgets' lower-cost settings (the lessons' defaults are larger).
 WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
@@ -40,6 +40,7 @@ def _lessons() -> SimpleNamespace:
     """The engine and lesson functions the widgets call, imported in this one place (so a
     module that moves needs its import changed here only)."""
     from .attacks.backdoor import POSITIONS, backdoor_params
+    from .data import pydoc_rag
     from .defences.aggregation import RULES
     from .experiment import run
     from .federated import MALICIOUS_UPDATES
@@ -48,7 +49,8 @@ def _lessons() -> SimpleNamespace:
     return SimpleNamespace(run=run, backdoor_params=backdoor_params, positions=tuple(POSITIONS),
                            clean_label_setting=l03.setting, clean_label_trial=l03.explore,
                            gradient_trial=l04.explore, federated_table=l04.federated_table,
-                           federated_attacks=tuple(MALICIOUS_UPDATES), aggregation_rules=tuple(RULES))
+                           federated_attacks=tuple(MALICIOUS_UPDATES), aggregation_rules=tuple(RULES),
+                           rag_data=pydoc_rag)
 
 
 _BUSY_CSS = ("<style>.labkit-busy {opacity: 0.35; transition: opacity 0.2s;}"
@@ -369,6 +371,48 @@ def text_backdoor_explorer(*, seed: int = 0):
                  n_poison=_slider("poisoned paragraphs", 18, 3, 48, 3),
                  n_train=_dropdown("corpus size", [225, 450, 900], 900),
                  defence=_dropdown("defence", list(TEXT_DEFENCES), "none"))
+
+
+RAG_DEFENCES = ("none", "near_duplicates", "signed_passages", "robust_rag")
+
+
+def _rag_figure(per_question, style, top_k, defence, seed):
+    """The run's bars and what the reader read for the first target question."""
+    import matplotlib.pyplot as plt
+
+    from .rag import RagPipeline
+    from .viz import retrieved_passages, run_summary
+
+    r = _lessons().run("rag_poison", seed=seed, defence=None if defence == "none" else defence,
+                       params={"per_question": int(per_question), "style": style, "top_k": int(top_k)})
+    t = r.trials[0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 3.8), gridspec_kw={"width_ratios": [1.1, 1]})
+    run_summary(r, note=f"hijack rate: targets answered with the attacker's title; random passages, same "
+                        f"budget: {r.control_success:.2f}", ax=left)
+    q = int(t.poisoned.target_idx[0])
+    questions = _lessons().rag_data(seed=seed).test
+    # the reader as it read the poisoned knowledge base (a wider one under robust_rag)
+    reader = t.victim if defence != "robust_rag" else RagPipeline(t.train_set, top_k=r.defended[0].model.top_k)
+    retrieved_passages(reader, questions.X[q], is_poison=t.poisoned.is_poison, answer=int(questions.y[q]),
+                       title=f"the first target question, top {reader.top_k} (red: the attacker's)", ax=right)
+    fig.tight_layout()
+    return fig
+
+
+def rag_explorer(*, seed: int = 0):
+    """Lesson 8: passages per target question, the poison's style, the retrieval window and
+    a defence -> hijack rate and accuracy (with random passages of the same budget), and the
+    passages the reader read for the first target question, the attacker's in red.
+
+    See Also: notebooks/08_rag_poisoning.ipynb
+    """
+    return panel(
+        lambda per_question, style, top_k, defence: _rag_figure(per_question, style, top_k, defence, seed),
+        title="Poisoning a RAG knowledge base: passages, window, defence",
+        per_question=_slider("passages per question", 5, 1, 8, 1),
+        style=_dropdown("poison", ["blackbox", "whitebox", "split_view"], "blackbox"),
+        top_k=_dropdown("passages read (top k)", [1, 3, 5, 10, 15], 5),
+        defence=_dropdown("defence", list(RAG_DEFENCES), "none"))
 
 
 def _model_repair_figure(size, defence, n_clean, seed):

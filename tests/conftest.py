@@ -55,7 +55,7 @@ LESSON_TESTS = {
     "test_text.py": (7,),
     "test_types.py": "core",
     "test_viz.py": "core",
-    "test_widgets.py": (1, 2, 3, 4),
+    "test_widgets.py": (1, 2, 3, 4, 7, 8, 9),
 }
 
 

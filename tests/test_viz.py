@@ -70,6 +70,16 @@ def tiny_text_model():
     return text_classifier(data.subset(rows))
 
 
+def tiny_retrieval():
+    """What a 60-passage knowledge base's reader read for one question, two passages marked."""
+    from labkit.rag import RagPipeline, rag_task
+
+    passages, questions = rag_task()
+    kb = passages.subset(np.arange(60))
+    return viz.retrieved_passages(RagPipeline(kb, top_k=4), questions.X[3], is_poison=np.arange(60) < 2,
+                                  answer=int(questions.y[3]))
+
+
 DATA = tiny_data()
 POISONED = tiny_poisoned(DATA)
 TABLE = {("none", "mean"): fed([0.5, 0.7, 0.8]), ("sign_flip", "mean"): fed([0.3, 0.2, 0.1]),
@@ -110,6 +120,7 @@ PLOTS = [
     ("federated_heatmap", lambda: viz.federated_heatmap(TABLE), True),
     ("word_weights", lambda: viz.word_weights(tiny_text_model(), 1, n=5, highlight=("cf",), class_name="expressions"), True),
     ("constant_count", lambda: viz.constant_count({225: ([3, 6], [0.5, 0.7]), 900: ([3, 6], [0.4, 0.6])}), True),
+    ("retrieved_passages", lambda: tiny_retrieval(), True),
     ("image_grid", lambda: viz.image_grid(DATA.X[:5], [str(v) for v in DATA.y[:5]], ncols=3,
                                           suptitle="five images"), False),
     ("poison_grid", lambda: viz.poison_grid(POISONED, n=3), False),

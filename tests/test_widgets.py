@@ -197,3 +197,13 @@ def test_text_backdoor_explorer_every_control_changes_the_figure():
     assert len(box.figure.axes[0].get_xticklabels()) == 2                 # no defence: two bars
     assert_each_control_changes_the_figure(box, ["n_poison", "n_train", "trigger", "labels", "defence"])
     assert len(box.figure.axes[0].get_xticklabels()) == 3                 # a defence adds its bars
+
+
+def test_rag_explorer_every_control_changes_the_figure():
+    box = widgets.rag_explorer()
+    assert set(box.controls) == {"per_question", "style", "top_k", "defence"}
+    bars, passages = box.figure.axes[:2]
+    assert len(bars.get_xticklabels()) == 2                                # no defence: two bars
+    assert len(passages.get_yticklabels()) == 5                            # the top 5 the reader read
+    assert_each_control_changes_the_figure(box, ["per_question", "style", "top_k", "defence"])
+    assert len(box.figure.axes[0].get_xticklabels()) == 3                  # a defence adds its bars

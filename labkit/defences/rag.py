@@ -28,10 +28,14 @@ from .provenance import verify
 __all__ = ["near_duplicates", "signed_passages", "robust_rag", "robust_rag_report"]
 
 
-def _tfidf(words) -> np.ndarray:
-    B = np.asarray(words).reshape(len(words), -1) > 0
-    Z = B * (np.log((1 + len(B)) / (1 + B.sum(0))) + 1.0)
-    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+def _tfidf(words):
+    """Unit-length TF-IDF rows of the passages (IDF from the passages themselves), sparse."""
+    from scipy import sparse
+
+    B = sparse.csr_matrix(np.asarray(words).reshape(len(words), -1) > 0, dtype=np.float64)
+    Z = sparse.csr_matrix(B.multiply(np.log((1 + B.shape[0]) / (1 + np.asarray(B.sum(0)).ravel())) + 1.0))
+    norms = np.sqrt(np.asarray(Z.multiply(Z).sum(1)).ravel())
+    return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ Z
 
 
 def near_duplicates(words, labels, *, threshold: float = 0.8) -> Detection:
@@ -43,7 +47,7 @@ def near_duplicates(words, labels, *, threshold: float = 0.8) -> Detection:
     if len(words) != len(labels):
         raise ValueError(f"words has {len(words)} rows, labels {len(labels)}")
     Z = _tfidf(words)
-    S = np.tril(Z @ Z.T, k=-1)                      # similarity to earlier passages only
+    S = np.tril((Z @ Z.T).toarray(), k=-1)          # similarity to earlier passages only
     scores = S.max(1) if len(S) else np.zeros(0)
     return Detection(scores=scores, flagged=scores >= threshold - 1e-12, defence="near_duplicates",
                      params={"threshold": threshold})

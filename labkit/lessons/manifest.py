@@ -9,9 +9,9 @@ the names of the exercises it registers. ``labkit.lessons`` (``LESSONS``, ``load
 ``instructor/make_answer_key.py`` and the README's lesson table all read this table.
 
 Lessons are numbered from 0 in the order they are taught; a number may be skipped (a lesson
-planned but not built yet, such as 8), never repeated or out of order. To add lesson 8:
-add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l08.py`` (registering
-the exercises named here) and ``notebooks/08_<slug>.ipynb``; then regenerate
+planned but not built yet), never repeated or out of order. To add lesson 10:
+add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l10.py`` (registering
+the exercises named here) and ``notebooks/10_<slug>.ipynb``; then regenerate
 what is generated from this table (``python instructor/make_lesson_table.py``, the README;
 ``python instructor/make_answer_key.py``) and measure the new notebook into
 ``instructor/timings.json`` (``python -m labkit bench --notebooks-only --json``, then
@@ -147,7 +147,7 @@ LESSONS: tuple = (
             "run deep k-NN (Peri et al. 2020) and a feature-space outlier filter, and explain when "
             "they catch the poisons and when they miss them",
         ),
-        minutes_half_day=None, minutes_full_day=40,
+        minutes_half_day=None, minutes_full_day=35,
         exercises=("l3_knn_k", "l3_threat_model")),
     Lesson(
         4, "gradient_manipulation", "Gradient manipulation",
@@ -163,7 +163,7 @@ LESSONS: tuple = (
             "simulate federated averaging, attack it with sign flipping, scaling (model replacement) "
             "and \"a little is enough\", and say which robust aggregation rule survives which attack",
         ),
-        minutes_half_day=None, minutes_full_day=50,
+        minutes_half_day=None, minutes_full_day=45,
         exercises=("l4_krum_pick", "l4_median_breakdown", "l4_clip_update")),
     Lesson(
         5, "defence_in_depth", "Defence in depth and the capstone",
@@ -177,7 +177,7 @@ LESSONS: tuple = (
             "**people and process**: who reviews what, and what happens when an alarm goes off",
             "Flag the poisons and get an honest score",
         ),
-        minutes_half_day=40, minutes_full_day=55,
+        minutes_half_day=40, minutes_full_day=50,
         exercises=("l5_capstone", "l5_blind_spot")),
     Lesson(
         6, "supply_chain", "Supply chain",
@@ -193,7 +193,7 @@ LESSONS: tuple = (
             "scan model files with `python -m labkit scan`, pin them by hash, and apply a short "
             "supply-chain checklist",
         ),
-        minutes_half_day=25, minutes_full_day=35,
+        minutes_half_day=25, minutes_full_day=30,
         exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered")),
     Lesson(
         7, "language_models", "Poisoning language models",
@@ -212,6 +212,23 @@ LESSONS: tuple = (
         # made room for by taking 5 minutes from each of lessons 0-5's full-day allowances
         minutes_half_day=None, minutes_full_day=29,
         exercises=("l7_fewest_poisons", "l7_find_trigger", "l7_onion_blind_spot")),
+    Lesson(
+        8, "rag_poisoning", "Poisoning what a RAG system retrieves",
+        attack="passages written into a knowledge base (PoisonedRAG black-box, a retriever-aware white-box, "
+               "split-view edits of reviewed passages)",
+        defences="near-duplicate filtering, a signed knowledge base (provenance), isolate-then-aggregate "
+                 "voting with a certificate",
+        objectives=(
+            "explain how a retrieval-augmented system answers (a retriever, a reader) and why whoever writes "
+            "a retrieved passage speaks through it",
+            "poison a knowledge base the PoisonedRAG way (the question plus a wrong answer) and measure the "
+            "hijack rate next to random passages with the same budget",
+            "use near-duplicate filtering, provenance (a signed knowledge base) and isolate-then-aggregate "
+            "voting with a **certificate**, and say which poison each one misses",
+        ),
+        # made room for by taking 5 minutes from each of lessons 3-6's full-day allowances
+        minutes_half_day=None, minutes_full_day=19,
+        exercises=("l8_fewest_passages", "l8_smallest_window", "l8_split_view")),
     Lesson(
         9, "model_inspection", "A model you were handed",
         attack="a backdoored model handed over (patch and blend triggers), without its training data",
