@@ -98,9 +98,9 @@ NOT_MEASURED = re.compile(r"(arXiv:|Exercise |\*\*|PyTorch |Hydra |at least |at 
 
 
 def _stated_numbers(text: str):
-    """Decimals and percentages in prose, outside code spans and quotations ("...", a paper's
-    own words) and not exempt by context."""
-    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"", "", text)
+    """Decimals and percentages in prose, outside code spans, quotations ("...", a paper's
+    own words) and example answers (``e.g. {...}``), and not exempt by context."""
+    text = re.sub(r"`[^`]*`|\"[^\"\n]*\"|e\.g\. \{[^}\n]*\}", "", text)   # code, quotations, example answers
     for m in NUMBER.finditer(text):
         if not NOT_MEASURED.search(text[max(0, m.start() - 12):m.start()]):
             yield m.group(1)

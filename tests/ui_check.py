@@ -8,8 +8,8 @@ moves every control (a slider with the keyboard, a dropdown by choosing its next
 a checkbox by clicking it), waits for the panel's figure to change and times it. A control
 that is disabled (it does not apply to the current setting) is moved after the others, once
 a dropdown has made it apply. It fails on console errors and page errors, on a control that
-leaves the figure unchanged, and on a check cell (``# NBVAL_CHECK_OUTPUT``) whose output in
-JupyterLab differs from the stored one beyond its ``# tolerance`` (the notebook is saved
+leaves the figure unchanged, and on a check cell (tag ``nbval-check-output``) whose output in
+JupyterLab differs from the stored one beyond its tolerance (the notebook is saved
 from the browser and read back). Screenshots of each panel before and after go to OUT_DIR.
 
 Usage: python tests/ui_check.py [--out OUT_DIR] [--kernel-env NAME=VALUE] [NOTEBOOK ...]
@@ -53,7 +53,7 @@ CHANGE_TIMEOUT_S = 120
 
 
 def _conftest():
-    spec = importlib.util.spec_from_file_location("notebook_checks", ROOT / "notebooks" / "conftest.py")
+    spec = importlib.util.spec_from_file_location("notebook_checks", ROOT / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -96,7 +96,7 @@ def _read_when_written(path: Path, timeout: float = 30.0) -> dict:
 
 
 def check_cells(stored_nb: Path, saved_nb: Path, conftest) -> list[dict]:
-    """Each ``# NBVAL_CHECK_OUTPUT`` cell's stored and JupyterLab output, and the problems."""
+    """Each check cell's (tag ``nbval-check-output``) stored and JupyterLab output, and the problems."""
     def texts(cell):
         parts = []
         for o in cell.get("outputs", []):
@@ -110,11 +110,10 @@ def check_cells(stored_nb: Path, saved_nb: Path, conftest) -> list[dict]:
     saved = _read_when_written(saved_nb)["cells"]
     rows = []
     for i, (a, b) in enumerate(zip(stored, saved)):
-        src = "".join(a["source"])
-        if a["cell_type"] != "code" or "NBVAL_CHECK_OUTPUT" not in src:
+        if not conftest.is_check_cell(a):
             continue
         ref, new = texts(a), texts(b)
-        tol = conftest.parse_tolerance(src)
+        tol = conftest.cell_tolerance(a)
         problems = (conftest.compare_text(ref, new, tol) if tol is not None
                     else ([] if ref == new else [f"stored {ref!r}, JupyterLab {new!r}"]))
         rows.append({"cell": i, "stored": ref, "jupyterlab": new, "problems": problems})
