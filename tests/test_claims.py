@@ -9,7 +9,8 @@ import pytest
 
 from labkit import claims
 from labkit.cli import build_parser, main
-from labkit.cli.reproduce import README_BEGIN, README_END, render_markdown, render_readme_table
+from labkit.cli.reproduce import (LEARNER_RESULTS, README_BEGIN, README_END, render_learner_results, render_markdown,
+                                   render_readme_table)
 from labkit.registry import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,7 @@ def test_rendered_files_match_the_results():
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index(README_BEGIN):readme.index(README_END) + len(README_END)]
     assert block == render_readme_table(results)
+    assert LEARNER_RESULTS.read_text().strip() == render_learner_results(results).strip()
 
 
 # ---- prose: every number is measured above it, an input, or a cited result ------------------
@@ -116,13 +118,13 @@ def _variants(tok: str) -> set:
 
 
 def test_notebook_prose_numbers_come_from_above_or_from_the_results():
-    results_md = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    results_md = LEARNER_RESULTS.read_text()          # the learners' copy, in notebooks/
     bad = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         seen = ""
         for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
             if cell.cell_type == "markdown":
-                cites = "benchmarks/RESULTS.md" in cell.source
+                cites = "](full_scale.md)" in cell.source
                 for tok in _stated_numbers(cell.source):
                     forms = _variants(tok)
                     if not any(f in seen for f in forms) and not (cites and any(f in results_md for f in forms)):
@@ -148,4 +150,15 @@ def test_learner_text_does_not_talk_about_the_project_process():
         for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
             if cell.cell_type == "markdown" and words.search(cell.source):
                 bad.append(f"{path.name} cell {i}: {words.search(cell.source).group(0)}")
+    assert not bad, bad
+
+
+def test_learner_text_names_no_internal_claim_ids_and_links_reachable_results():
+    """Learners read "full scale" in the notebooks and open it from JupyterLab (rooted at notebooks/)."""
+    ids = re.compile(r"\b(" + "|".join(re.escape(c.name) for c in claims.CLAIMS) + r")\b")
+    bad = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "markdown" and (ids.search(cell.source) or "benchmarks/" in cell.source):
+                bad.append(f"{path.name} cell {i}")
     assert not bad, bad
