@@ -165,3 +165,24 @@ def test_framework_map_has_a_row_for_every_lesson_with_sourced_ids():
     sources = text.split("## Sources")[1]
     for needle in ("2023 edition", "version 1.1", "2025", "2026", "5.6.0"):
         assert needle in sources, needle
+
+
+def test_notebook_headers_are_the_manifests():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_notebook_headers", REPO / "instructor" / "make_notebook_headers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check"]) == 0, "run python instructor/make_notebook_headers.py"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.module)
+def test_every_framework_id_in_a_header_is_explained_in_the_framework_table(lesson):
+    rows = {line.split("|")[1].strip()[:2]: line for line in (REPO / "instructor" / "frameworks.md").read_text().splitlines()
+            if line.startswith("| 0") or line.startswith("| 1")}
+    row = rows.get(f"{lesson.number:02d}", "")
+    assert lesson.questions, lesson.module
+    for fid in lesson.frameworks:
+        bare = fid.rstrip("*")
+        inherited = "as lesson 1" in row and bare in rows["01"]
+        assert bare in row or inherited, f"{lesson.notebook}: {fid} is not in its row of instructor/frameworks.md"

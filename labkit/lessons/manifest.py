@@ -23,10 +23,12 @@ See Also: instructor/README.md, README.md ("The lessons")
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Lesson", "LESSONS", "README_BEGIN", "README_END", "readme_table", "update_readme"]
+__all__ = ["Lesson", "LESSONS", "README_BEGIN", "README_END", "readme_table", "update_readme", "HEADER_BEGIN",
+           "HEADER_END", "notebook_header", "update_header"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class Lesson:
         in that agenda.
     exercises : tuple of str
         The exercises the lesson registers (``lk.checks``), in the notebook's order.
+    questions : tuple of str
+        The questions the lesson answers (the notebook's header, Carpentries-style).
+    frameworks : tuple of str
+        Ids of the OWASP ML Top 10 (2023: ``ML02``), the OWASP Top 10 for LLM Applications
+        (with the edition year: ``LLM04:2025``; ``*`` marks ids taken from crosswalks) and MITRE
+        ATLAS (``AML.T0020``, ``AML.M0007``) entries the lesson covers; each is explained, with
+        its source, in ``instructor/frameworks.md`` (a test keeps them in step).
     """
 
     number: int
@@ -64,6 +73,8 @@ class Lesson:
     minutes_half_day: Optional[int]
     minutes_full_day: Optional[int]
     exercises: tuple
+    questions: tuple = ()
+    frameworks: tuple = ()
 
     @property
     def module(self) -> str:
@@ -103,7 +114,9 @@ LESSONS: tuple = (
             "a map of the lessons",
         ),
         minutes_half_day=20, minutes_full_day=25,
-        exercises=("l0_which_metric",)),
+        exercises=("l0_which_metric",),
+        questions=("How does the lab work, and what do its numbers mean?", "What must be stated before any attack?"),
+        frameworks=()),
     Lesson(
         1, "label_flipping", "Label flipping",
         attack="random, targeted, class-pair heuristic and greedy optimised label flips",
@@ -116,7 +129,9 @@ LESSONS: tuple = (
             "Aggregation, whose guarantee holds whatever the attacker does",
         ),
         minutes_half_day=35, minutes_full_day=45,
-        exercises=("l1_certified_radius", "l1_sanitiser_settings", "l1_which_evades")),
+        exercises=("l1_certified_radius", "l1_sanitiser_settings", "l1_which_evades"),
+        questions=("How much damage do flipped labels do, and which flips hurt most?", "Which defences undo them, and which can prove a bound?"),
+        frameworks=("ML02", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0059", "AML.M0007", "AML.M0006")),
     Lesson(
         2, "backdoors", "Backdoors",
         attack="patch (BadNets) and blended triggers",
@@ -131,7 +146,9 @@ LESSONS: tuple = (
             "say when each defence fails, with numbers",
         ),
         minutes_half_day=35, minutes_full_day=45,
-        exercises=("l2_cheap_backdoor", "l2_rows_to_drop", "l2_which_breaks_at_high_rate")),
+        exercises=("l2_cheap_backdoor", "l2_rows_to_drop", "l2_which_breaks_at_high_rate"),
+        questions=("How do a few stamped images plant a backdoor that clean accuracy never shows?", "How do defenders find the poisoned rows, and when do they fail?"),
+        frameworks=("ML02", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0018.000", "AML.T0043.004", "AML.M0007", "AML.M0008")),
     Lesson(
         3, "clean_label", "Clean-label poisoning",
         attack="feature collision, and a clean-label technique that works at workshop scale",
@@ -148,7 +165,9 @@ LESSONS: tuple = (
             "they catch the poisons and when they miss them",
         ),
         minutes_half_day=None, minutes_full_day=35,
-        exercises=("l3_knn_k", "l3_threat_model")),
+        exercises=("l3_knn_k", "l3_threat_model"),
+        questions=("How can correctly labelled, barely changed images make a model misread one chosen input?", "When do such attacks work, and what catches them?"),
+        frameworks=("ML02", "ML07", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0010.003", "AML.M0007")),
     Lesson(
         4, "gradient_manipulation", "Gradient manipulation",
         attack="gradient-matching poisons; malicious federated clients",
@@ -164,7 +183,9 @@ LESSONS: tuple = (
             "and \"a little is enough\", and say which robust aggregation rule survives which attack",
         ),
         minutes_half_day=None, minutes_full_day=45,
-        exercises=("l4_krum_pick", "l4_median_breakdown", "l4_clip_update")),
+        exercises=("l4_krum_pick", "l4_median_breakdown", "l4_clip_update"),
+        questions=("How do poisons that match a gradient hijack fine-tuning, and malicious clients federated learning?", "What do DP-SGD, audits and robust aggregation buy, at what price?"),
+        frameworks=("ML02", "ML10", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0018.000", "AML.M0007")),
     Lesson(
         5, "defence_in_depth", "Defence in depth and the capstone",
         attack="a hidden mix of all four",
@@ -178,7 +199,9 @@ LESSONS: tuple = (
             "Flag the poisons and get an honest score",
         ),
         minutes_half_day=40, minutes_full_day=50,
-        exercises=("l5_capstone", "l5_blind_spot")),
+        exercises=("l5_capstone", "l5_blind_spot"),
+        questions=("How do audits, provenance, robust training and monitoring combine when the attack is unknown?", "Can you find a hidden mix of poisons?"),
+        frameworks=("ML02", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0019", "AML.M0007", "AML.M0025", "AML.M0008", "AML.M0024", "AML.M0003")),
     Lesson(
         6, "supply_chain", "Supply chain",
         attack="model files and configs that run code when loaded",
@@ -194,7 +217,9 @@ LESSONS: tuple = (
             "supply-chain checklist",
         ),
         minutes_half_day=25, minutes_full_day=30,
-        exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered")),
+        exercises=("l6_allow_list", "l6_scan_allow", "l6_tampered"),
+        questions=("How can loading a model file or a config run an attacker's code?", "Which defences stop which carriers?"),
+        frameworks=("ML06", "LLM05:2023", "LLM03:2025", "LLM04:2026*", "AML.T0010", "AML.T0010.003", "AML.T0058", "AML.T0011.000", "AML.M0016", "AML.M0014", "AML.M0013", "AML.M0011", "AML.M0023")),
     Lesson(
         7, "language_models", "Poisoning language models",
         attack="trigger words in a text classifier (rare tokens, a natural phrase, clean labels); "
@@ -211,7 +236,9 @@ LESSONS: tuple = (
         ),
         # made room for by taking 5 minutes from each of lessons 0-5's full-day allowances
         minutes_half_day=None, minutes_full_day=29,
-        exercises=("l7_fewest_poisons", "l7_find_trigger", "l7_onion_blind_spot")),
+        exercises=("l7_fewest_poisons", "l7_find_trigger", "l7_onion_blind_spot"),
+        questions=("Can a few documents plant a backdoor in a language model, however large its corpus?", "Which text defences catch which triggers?"),
+        frameworks=("ML02", "ML10", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0018.000", "AML.T0043.004", "AML.T0019", "AML.M0007", "AML.M0025")),
     Lesson(
         8, "rag_poisoning", "Poisoning what a RAG system retrieves",
         attack="passages written into a knowledge base (PoisonedRAG black-box, a retriever-aware white-box, "
@@ -228,7 +255,9 @@ LESSONS: tuple = (
         ),
         # made room for by taking 5 minutes from each of lessons 3-6's full-day allowances
         minutes_half_day=None, minutes_full_day=19,
-        exercises=("l8_fewest_passages", "l8_smallest_window", "l8_split_view")),
+        exercises=("l8_fewest_passages", "l8_smallest_window", "l8_split_view"),
+        questions=("How can a few passages take over what a RAG system answers?", "What do deduplication, provenance and certified voting protect against?"),
+        frameworks=("ML02", "LLM03:2023", "LLM04:2025", "LLM08:2025", "LLM05:2026*", "AML.T0070", "AML.T0019", "AML.M0025", "AML.M0007")),
     Lesson(
         9, "model_inspection", "A model you were handed",
         attack="a backdoored model handed over (patch and blend triggers), without its training data",
@@ -246,7 +275,9 @@ LESSONS: tuple = (
         ),
         # the full day had 20 minutes of catch-up left: lesson 9 takes them (slot = this + run time)
         minutes_half_day=None, minutes_full_day=19,
-        exercises=("l9_which_class", "l9_which_repair", "l9_handed_models")),
+        exercises=("l9_which_class", "l9_which_repair", "l9_handed_models"),
+        questions=("Can you tell whether a model you were handed carries a backdoor, without its training data?", "Can you repair it, and when does inspection fail?"),
+        frameworks=("ML10", "ML06", "LLM05:2023", "LLM04:2025", "LLM05:2026*", "AML.T0018.000", "AML.T0043.004", "AML.T0010.003", "AML.T0058", "AML.M0008", "AML.M0014")),
 )
 
 # ---- the README's lesson table ---------------------------------------------------------
@@ -268,3 +299,40 @@ def update_readme(text: str) -> str:
         raise ValueError("README.md lacks the lesson-table markers")
     head, rest = text.split(README_BEGIN, 1)
     return head + readme_table() + rest.split(README_END, 1)[1]
+
+
+# ---- each notebook's header -------------------------------------------------------------
+
+HEADER_BEGIN = "<!-- header: generated from labkit/lessons/manifest.py by python instructor/make_notebook_headers.py -->"
+HEADER_END = "<!-- end of header -->"
+
+
+def _framework_line(ids) -> str:
+    groups = {"OWASP ML Top 10 (2023)": [i for i in ids if i.startswith("ML")],
+              "OWASP Top 10 for LLM Applications": [i for i in ids if i.startswith("LLM")],
+              "MITRE ATLAS": [i for i in ids if i.startswith("AML.")]}
+    parts = [f"{name}: {', '.join(i.replace('*', chr(92) + '*') for i in v)}" for name, v in groups.items() if v]
+    note = " (\\*: from public crosswalks of the 2026 list)" if any(i.endswith("*") for i in ids) else ""
+    return " · ".join(parts) + note if parts else "none: the vocabulary every later lesson uses"
+
+
+def notebook_header(lesson: Lesson, seconds: Optional[float] = None) -> str:
+    """The block at the end of a notebook's first cell: the questions the lesson answers, its
+    time in the full-day workshop (allowance + measured run time ``seconds``) and the framework
+    entries it covers, between :data:`HEADER_BEGIN` and :data:`HEADER_END`."""
+    run = "" if seconds is None else f", of which running the notebook takes about {max(1, round(seconds))} s on one CPU"
+    minutes = math.ceil(lesson.minutes_full_day + (seconds or 0) / 60)     # the agenda's slot
+    lines = [HEADER_BEGIN, "", "**Questions this lesson answers.**", ""]
+    lines += [f"- {q}" for q in lesson.questions]
+    lines += ["", f"**Time.** About {minutes} minutes in the full-day workshop{run}.", "",
+              f"**Frameworks.** {_framework_line(lesson.frameworks)} (what each id means, with its "
+              "source: `instructor/frameworks.md`).", "", HEADER_END]
+    return "\n".join(lines)
+
+
+def update_header(cell_text: str, header: str) -> str:
+    """``cell_text`` (a notebook's first cell) with its header block replaced, or appended."""
+    if HEADER_BEGIN in cell_text and HEADER_END in cell_text:
+        head, rest = cell_text.split(HEADER_BEGIN, 1)
+        return head + header + rest.split(HEADER_END, 1)[1]
+    return cell_text.rstrip("\n") + "\n\n" + header
