@@ -186,3 +186,16 @@ def test_every_framework_id_in_a_header_is_explained_in_the_framework_table(less
         bare = fid.rstrip("*")
         inherited = "as lesson 1" in row and bare in rows["01"]
         assert bare in row or inherited, f"{lesson.notebook}: {fid} is not in its row of instructor/frameworks.md"
+
+
+def test_every_glossary_entry_is_used_by_a_lesson_and_linked_from_its_header():
+    from labkit.lessons.glossary import GLOSSARY, anchor
+
+    headers = ""
+    for lesson in LESSONS:
+        nb = json.loads((REPO / "notebooks" / lesson.notebook).read_text())
+        headers += "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
+    glossary = (REPO / "notebooks" / "glossary.md").read_text()
+    for term in GLOSSARY:
+        assert f"(glossary.md#{anchor(term)})" in headers, f"no lesson links the glossary entry {term!r}"
+        assert f"### {term}\n" in glossary

@@ -316,17 +316,24 @@ def _framework_line(ids) -> str:
     return " · ".join(parts) + note if parts else "none: the vocabulary every later lesson uses"
 
 
-def notebook_header(lesson: Lesson, seconds: Optional[float] = None) -> str:
+def notebook_header(lesson: Lesson, seconds: Optional[float] = None, words=()) -> str:
     """The block at the end of a notebook's first cell: the questions the lesson answers, its
-    time in the full-day workshop (allowance + measured run time ``seconds``) and the framework
-    entries it covers, between :data:`HEADER_BEGIN` and :data:`HEADER_END`."""
+    time in the full-day workshop (allowance + measured run time ``seconds``), the framework
+    entries it covers and the glossary ``words`` its text uses (linked to ``glossary.md``),
+    between :data:`HEADER_BEGIN` and :data:`HEADER_END`."""
+    from .glossary import anchor
+
     run = "" if seconds is None else f", of which running the notebook takes about {max(1, round(seconds))} s on one CPU"
     minutes = math.ceil(lesson.minutes_full_day + (seconds or 0) / 60)     # the agenda's slot
     lines = [HEADER_BEGIN, "", "**Questions this lesson answers.**", ""]
     lines += [f"- {q}" for q in lesson.questions]
     lines += ["", f"**Time.** About {minutes} minutes in the full-day workshop{run}.", "",
               f"**Frameworks.** {_framework_line(lesson.frameworks)} (what each id means, with its "
-              "source: `instructor/frameworks.md`).", "", HEADER_END]
+              "source: `instructor/frameworks.md`).", ""]
+    if words:
+        lines += ["**Words used here** (the [glossary](glossary.md) defines them): "
+                  + ", ".join(f"[{w}](glossary.md#{anchor(w)})" for w in words) + ".", ""]
+    lines.append(HEADER_END)
     return "\n".join(lines)
 
 
