@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 __all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defence_explorer",
            "clean_label_explorer", "gradient_matching_explorer", "federated_explorer", "model_repair_explorer",
-           "text_backdoor_explorer", "rag_explorer", "WIDGET_COST"]
+           "text_backdoor_explorer", "rag_explorer", "quiz", "WIDGET_COST"]
 
 #: The widgets' lower-cost settings (the lessons' defaults are larger).
 WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
@@ -397,6 +397,43 @@ def _rag_figure(per_question, style, top_k, defence, seed):
                        title=f"the first target question, top {reader.top_k} (red: the attacker's)", ax=right)
     fig.tight_layout()
     return fig
+
+
+def quiz(lesson: int):
+    """Lesson ``lesson``'s five recall questions (:mod:`labkit.lessons.quiz`): pick an answer
+    for each, press "Check answers", read which are right and why. No completion code."""
+    import hashlib
+    import html
+
+    import ipywidgets as W
+
+    from .lessons.quiz import QUIZZES, grade
+
+    if lesson not in QUIZZES:
+        raise ValueError(f"no quiz for lesson {lesson!r}; lessons with one: {sorted(QUIZZES)}")
+    questions = QUIZZES[lesson]
+    # the options in a fixed order that does not follow the right answer's position
+    shown = lambda q: sorted(q.options, key=lambda o: hashlib.sha256(f"{q.text}|{o}".encode()).hexdigest())  # noqa: E731
+    pickers = [W.RadioButtons(options=shown(q), value=None, layout=W.Layout(width="auto")) for q in questions]
+    result = W.HTML(layout=W.Layout(min_height="1.6em"))
+    result.add_class("labkit-quiz-result")
+    button = W.Button(description="Check answers", button_style="primary")
+
+    def check(_=None):
+        right, lines = grade(lesson, [None if p.value is None else q.options.index(p.value)
+                                      for p, q in zip(pickers, questions)])
+        result.value = (f"<b>{right} of {len(questions)} right.</b><br>"
+                        + "<br>".join(html.escape(line) for line in lines))
+
+    button.on_click(check)
+    rows = []
+    for i, (q, p) in enumerate(zip(questions, pickers), 1):
+        rows += [W.HTML(f"<b>{i}.</b> {html.escape(q.text)}"), p]
+    box = W.VBox([W.HTML(f"<b>Quiz: five questions on lesson {lesson}</b> (for you alone: no completion code)"),
+                  *rows, button, result])
+    box.add_class("labkit-quiz")
+    box.pickers, box.button, box.result, box.check = pickers, button, result, check
+    return box
 
 
 def rag_explorer(*, seed: int = 0):

@@ -207,3 +207,29 @@ def test_rag_explorer_every_control_changes_the_figure():
     assert len(passages.get_yticklabels()) == 5                            # the top 5 the reader read
     assert_each_control_changes_the_figure(box, ["per_question", "style", "top_k", "defence"])
     assert len(box.figure.axes[0].get_xticklabels()) == 3                  # a defence adds its bars
+
+
+@pytest.mark.parametrize("lesson", [lesson.number for lesson in lk.lessons.LESSONS])
+def test_every_lesson_has_a_five_question_quiz_that_checks_itself(lesson):
+    from labkit.lessons.quiz import QUIZZES
+
+    questions = QUIZZES[lesson]
+    assert len(questions) == 5
+    for q in questions:
+        assert 2 <= len(q.options) == len(set(q.options)) and 0 <= q.answer < len(q.options) and q.why
+    box = widgets.quiz(lesson)
+    box.check()
+    assert "0 of 5 right" in box.result.value and "not answered" in box.result.value
+    for p, q in zip(box.pickers, questions):
+        p.value = q.options[(q.answer + 1) % len(q.options)]
+    box.check()
+    assert "0 of 5 right" in box.result.value and "not this one" in box.result.value
+    for p, q in zip(box.pickers, questions):
+        p.value = q.options[q.answer]
+    box.check()
+    assert "5 of 5 right" in box.result.value
+
+
+def test_a_quiz_for_a_lesson_that_has_none_is_refused():
+    with pytest.raises(ValueError, match="no quiz"):
+        widgets.quiz(42)

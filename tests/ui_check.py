@@ -10,12 +10,14 @@ that is disabled (it does not apply to the current setting) is moved after the o
 a dropdown has made it apply. It fails on console errors and page errors, on a control that
 leaves the figure unchanged, and on a check cell (tag ``nbval-check-output``) whose output in
 JupyterLab differs from the stored one beyond its tolerance (the notebook is saved
-from the browser and read back). Screenshots of each panel before and after go to OUT_DIR.
+from the browser and read back). Each notebook's quiz is answered (a first option per
+question, then "Check answers") and must give a verdict. Screenshots of each panel before
+and after, and of each quiz, go to OUT_DIR.
 
 Usage: python tests/ui_check.py [--out OUT_DIR] [--kernel-env NAME=VALUE] [NOTEBOOK ...]
 
 The last line printed is the summary, e.g.
-``ui-test: 4 notebooks, 25 controls moved, 0 console errors, 0 check cells differ``.
+``ui-test: 10 notebooks, 39 controls moved, 10 quizzes answered, 0 console errors, 0 check cells differ``.
 """
 from __future__ import annotations
 
@@ -254,6 +256,29 @@ def drive_panel(page, panel, index: int, nb: str, out: Path) -> list[dict]:
     return rows
 
 
+def drive_quiz(page, quiz, nb: str, out: Path) -> dict:
+    """Answer every question of a quiz with its first option, press "Check answers" and read
+    the verdict, as a learner does."""
+    quiz.scroll_into_view_if_needed()
+    boxes = quiz.locator(".widget-radio-box")
+    for i in range(boxes.count()):
+        boxes.nth(i).locator("input[type=radio]").first.click()
+    t0 = time.time()
+    quiz.locator("button:has-text('Check answers')").first.click()
+    result = quiz.locator(".labkit-quiz-result")
+    while "right." not in result.inner_text():
+        if time.time() - t0 > CHANGE_TIMEOUT_S:
+            quiz.screenshot(path=str(out / f"{nb[:2]}_quiz_stuck.png"))
+            raise AssertionError(f"{nb}: the quiz gave no verdict")
+        page.wait_for_timeout(100)
+    text = result.inner_text()
+    if f"of {boxes.count()} right" not in text or "not answered" in text:
+        raise AssertionError(f"{nb}: the quiz's verdict is wrong: {text[:200]}")
+    quiz.screenshot(path=str(out / f"{nb[:2]}_quiz.png"))
+    print(f"  quiz: {boxes.count()} questions answered, {text.splitlines()[0]} in {time.time() - t0:.2f} s", flush=True)
+    return {"notebook": nb, "questions": boxes.count(), "verdict": text.splitlines()[0]}
+
+
 def drive_notebook(ctx, lab: Lab, nb: str, out: Path, conftest) -> dict:
     page = ctx.new_page()
     errors = []
@@ -278,6 +303,8 @@ def drive_notebook(ctx, lab: Lab, nb: str, out: Path, conftest) -> dict:
     moves, n_panels = [], panels.count()
     for k in range(n_panels):
         moves += drive_panel(page, panels.nth(k), k, nb, out)
+    quizzes = page.locator(".labkit-quiz")
+    answered = [drive_quiz(page, quizzes.nth(k), nb, out) for k in range(quizzes.count())]
     # save from the browser, read the file back: the check cells' JupyterLab outputs
     path = f"/api/contents/{nb}?content=0"
     before = lab.api("GET", path)["last_modified"]
@@ -292,7 +319,7 @@ def drive_notebook(ctx, lab: Lab, nb: str, out: Path, conftest) -> dict:
     page.close()
     lab.shutdown_kernels()                  # a kernel holds ~1 GB: one at a time
     return {"notebook": nb, "run_all_s": round(run_all, 1), "panels": n_panels,
-            "moves": moves, "errors": errors, "checks": checks}
+            "moves": moves, "quizzes": answered, "errors": errors, "checks": checks}
 
 
 def main(argv=None) -> int:
@@ -336,7 +363,9 @@ def main(argv=None) -> int:
     slowest = max((m["seconds_to_new_figure"] for m in moves), default=0.0)
     print(f"details: {out / 'result.json'}; slowest control -> new figure {slowest:.1f} s; "
           f"took {summary['seconds']} s")
-    print(f"ui-test: {len(results)} notebooks, {len(moves)} controls moved, {len(errors)} console errors, "
+    quizzes = sum(len(r["quizzes"]) for r in results)
+    print(f"ui-test: {len(results)} notebooks, {len(moves)} controls moved, {quizzes} quizzes answered, "
+          f"{len(errors)} console errors, "
           f"{len(differ)} check cells differ" + (f", {len(failures)} notebooks FAILED" if failures else ""))
     return 1 if (failures or errors or differ) else 0
 
