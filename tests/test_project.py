@@ -44,3 +44,24 @@ def test_committed_notebooks_carry_their_figures():
         plotted = [c for c in cells if "lk.viz." in "".join(c["source"])]
         with_png = [c for c in plotted if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
         assert len(with_png) == len(plotted), f"{path.name}: {len(plotted) - len(with_png)} plotting cells have no figure"
+
+
+def test_the_handout_has_every_lesson_with_its_figures_and_no_solution(tmp_path):
+    import html
+
+    import labkit as lk
+    from labkit.cli import main
+    from labkit.lessons.exercises import EXERCISES
+    from labkit.lessons.manifest import LESSONS
+
+    assert main(["handout", "--out", str(tmp_path)]) == 0
+    pages = {p.name: p.read_text() for p in tmp_path.glob("*.html")}
+    assert {f"{lesson.stem}.html" for lesson in LESSONS} <= set(pages) and "index.html" in pages
+    assert "glossary.html" in pages and "full_scale.html" in pages
+    assert all(f"{lesson.stem}.html" in pages["index.html"] for lesson in LESSONS)
+    assert "data:image/png" in pages["02_backdoors.html"]                    # the figures travel along
+    assert 'href="glossary.md' not in pages["07_language_models.html"]     # links point at the handout's pages
+    lk.lessons.load_all()
+    for name, ex in EXERCISES.items():
+        forms = {ex.solution, html.escape(ex.solution), html.escape(ex.solution, quote=False)}
+        assert not any(f in page for f in forms for page in pages.values()), f"{name}'s solution is in the handout"

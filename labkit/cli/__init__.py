@@ -25,6 +25,7 @@ __all__ = ["main", "build_parser", "COMMAND_GROUPS", "UsageError", "Parser", "BA
 #: Modules that bring their own subcommands; each has ``add_parser(subparsers)``. Each is
 #: imported only when the parser is built, and none imports PyTorch at import time.
 COMMAND_GROUPS: tuple = ("labkit.cli.experiments", "labkit.cli.defence_in_depth", "labkit.cli.reproduce",
+                         "labkit.cli.handout",
                          "labkit.bench",
                          "labkit.supplychain.cli", "labkit.progress")
 
