@@ -429,7 +429,7 @@ def quiz(lesson: int):
     rows = []
     for i, (q, p) in enumerate(zip(questions, pickers), 1):
         rows += [W.HTML(f"<b>{i}.</b> {html.escape(q.text)}"), p]
-    box = W.VBox([W.HTML(f"<b>Quiz: five questions on lesson {lesson}</b> (for you alone: no completion code)"),
+    box = W.VBox([W.HTML(f"<b>Quiz: five questions on lesson {lesson}</b> (for you alone: nothing is recorded)"),
                   *rows, button, result])
     box.add_class("labkit-quiz")
     box.pickers, box.button, box.result, box.check = pickers, button, result, check
