@@ -60,6 +60,7 @@ PIP_SRC = $(if $(wildcard $(WHEELHOUSE)/*.whl),$(if $(shell cmp -s requirements.
 LEARNERS ?= 30
 N ?= 8
 NB ?= notebooks/00_welcome.ipynb
+STAGGER ?= 0
 HUB_PY := /opt/poisoning-lab/hubenv/bin/python
 
 .PHONY: wheelhouse hub hub-stop hub-load hub-test
@@ -77,7 +78,7 @@ hub-stop:
 
 hub-load:
 	$(PYTHON) deploy/hubctl.py install --wheelhouse $(WHEELHOUSE)
-	$(HUB_PY) deploy/hub_load.py -n $(N) --notebook $(NB) --out deploy/results/hub_load_n$(N).jsonl
+	$(HUB_PY) deploy/hub_load.py -n $(N) --notebook $(NB) --stagger $(STAGGER) --out deploy/results/hub_load_n$(N).jsonl
 
 hub-test: $(STAMP)
 	$(PYTHON) deploy/hubctl.py install --wheelhouse $(WHEELHOUSE)

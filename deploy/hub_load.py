@@ -156,15 +156,28 @@ async def one_learner(hub: Hub, settings: dict, name: str, password, notebook: P
     return row
 
 
+def arrivals(n: int, stagger: float) -> list[float]:
+    """When each of ``n`` learners arrives (seconds after the first): evenly over ``stagger``
+    seconds, as a room logs in; all at once for 0."""
+    if stagger < 0:
+        raise ValueError(f"stagger must be >= 0 seconds, got {stagger}")
+    return [0.0 if n == 1 else stagger * i / (n - 1) for i in range(n)]
+
+
 async def drive(settings: dict, names: list[str], notebook: Path, *, cell_timeout: float,
-                total_timeout: float, claimed: set) -> tuple[list[dict], dict]:
+                total_timeout: float, claimed: set, stagger: float = 0.0) -> tuple[list[dict], dict]:
     hub = Hub(f"http://127.0.0.1:{settings['port']}")
     cells = code_cells(notebook)
     passwords = {n: None if n in claimed else secrets.token_urlsafe(12) for n in names}
     t0 = time.monotonic()
-    tasks = [asyncio.ensure_future(one_learner(hub, settings, n, passwords[n], notebook, cells,
-                                               cell_timeout, settings.get("cgroup_parent")))
-             for n in names]
+
+    async def arrive(name: str, delay: float) -> dict:
+        await asyncio.sleep(delay)
+        row = await one_learner(hub, settings, name, passwords[name], notebook, cells,
+                                cell_timeout, settings.get("cgroup_parent"))
+        return {**row, "arrival_s": round(delay, 1)}
+
+    tasks = [asyncio.ensure_future(arrive(n, d)) for n, d in zip(names, arrivals(len(names), stagger))]
     done, pending = await asyncio.wait(tasks, timeout=total_timeout)
     for task in pending:
         task.cancel()
@@ -194,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--root", type=Path, default=hubctl.DEFAULT_ROOT)
     p.add_argument("--mem", default="2G")
     p.add_argument("--cpu", type=float, default=1.0)
+    p.add_argument("--stagger", type=float, default=0.0,
+                   help="spread the learners' arrivals evenly over this many seconds (default 0: all at once)")
     args = p.parse_args(argv)
     if not 1 <= args.learners <= MAX_LEARNERS:
         p.error(f"--learners must be in 1..{MAX_LEARNERS}")
@@ -226,7 +241,7 @@ def main(argv=None) -> int:
         # accounts a real learner has claimed keep their password: those skip the form login
         claimed = set(load_passwords(state / "passwords.json"))
         rows, span = asyncio.run(drive(settings, names, notebook, cell_timeout=args.cell_timeout,
-                                       total_timeout=args.timeout, claimed=claimed))
+                                       total_timeout=args.timeout, claimed=claimed, stagger=args.stagger))
     finally:
         if started:
             hubctl.stop(root=args.root, state=state)
@@ -240,7 +255,7 @@ def main(argv=None) -> int:
     phase = span["t1"] - span["t0"]
     cores = os.cpu_count() or 1
     cpu_total = sum(r.get("cpu_s") or 0 for r in rows)
-    summary = {"summary": True, "learners": len(names), "notebook": notebook.name,
+    summary = {"summary": True, "learners": len(names), "notebook": notebook.name, "stagger_s": args.stagger,
                "ok": sum(1 for r in rows if not r.get("failures")),
                "failures": sum(len(r.get("failures", [])) for r in rows),
                "phase_wall_s": round(phase, 1), "cores": cores,

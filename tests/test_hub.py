@@ -270,3 +270,13 @@ def test_sizing_refuses_a_run_with_no_successful_learner(tmp_path):
     path = _results(tmp_path, [{"learner": "learner01", "failures": ["timeout"]}], {"learners": 1, "cores": 2})
     with pytest.raises(SystemExit):
         sizing.load(path)
+
+
+def test_load_test_spreads_arrivals_over_the_stagger_as_a_room_logs_in():
+    import hub_load
+
+    assert hub_load.arrivals(4, 120.0) == [0.0, 40.0, 80.0, 120.0]
+    assert hub_load.arrivals(30, 0.0) == [0.0] * 30          # everyone at once
+    assert hub_load.arrivals(1, 120.0) == [0.0]
+    with pytest.raises(ValueError, match="stagger"):
+        hub_load.arrivals(3, -1.0)
