@@ -82,7 +82,7 @@ def question_of(row) -> str:
 def certified_radius(counts: np.ndarray) -> np.ndarray:
     """Per row of vote ``counts`` (n, n_answers): how many inserted passages cannot change
     the winning answer, ``floor((lead - 1) / 2)`` where ``lead`` is the winner's votes minus
-    the runner-up's (a tie certifies nothing: -1 is reported as 0 votes of slack, radius 0)."""
+    the runner-up's; 0 for a lead of 0 or 1 (a tie, or a lead one passage can undo)."""
     c = np.sort(np.asarray(counts), axis=1)
     lead = c[:, -1] - (c[:, -2] if c.shape[1] > 1 else 0)
     return np.maximum((lead - 1) // 2, 0).astype(np.int64)
@@ -150,8 +150,7 @@ class RagPipeline:
         out = np.empty(len(top), np.int64)
         for i, row in enumerate(said):
             counts = np.bincount(row, minlength=self.kb.n_classes)
-            best = np.flatnonzero(counts == counts.max())
-            out[i] = best[0] if best.size == 1 else next(a for a in row if a in set(best.tolist()))
+            out[i] = next(a for a in row if counts[a] == counts.max())   # ties: the better-ranked passage
         return out
 
     def certify(self, X) -> tuple:

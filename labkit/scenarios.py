@@ -385,10 +385,9 @@ class Rag(Scratch):
         return model.features(X)
 
     def trial_extra(self, setting: Setting, victim, poisoned: PoisonedDataset) -> dict:
-        from .rag import rag_pipeline
         rest = np.setdiff1d(np.arange(len(setting.test)), poisoned.target_idx)
         right = lambda model: float((models.predict(model, setting.test.X[rest]) == setting.test.y[rest]).mean())
-        clean = rag_pipeline(poisoned.clean, top_k=self.top_k)
+        clean = setting.baseline                     # the same reader over the clean knowledge base
         return {"accuracy_untargeted": right(victim), "accuracy_untargeted_no_attack": right(clean),
                 "certified_radius_targets": [int(r) for r in clean.certify(setting.test.X[poisoned.target_idx])[1]]}
 

@@ -380,7 +380,6 @@ def _rag_figure(per_question, style, top_k, defence, seed):
     """The run's bars and what the reader read for the first target question."""
     import matplotlib.pyplot as plt
 
-    from .rag import RagPipeline
     from .viz import retrieved_passages, run_summary
 
     r = _lessons().run("rag_poison", seed=seed, defence=None if defence == "none" else defence,
@@ -391,8 +390,8 @@ def _rag_figure(per_question, style, top_k, defence, seed):
                         f"budget: {r.control_success:.2f}", ax=left)
     q = int(t.poisoned.target_idx[0])
     questions = _lessons().rag_data(seed=seed).test
-    # the reader as it read the poisoned knowledge base (a wider one under robust_rag)
-    reader = t.victim if defence != "robust_rag" else RagPipeline(t.train_set, top_k=r.defended[0].model.top_k)
+    # the reader as it read the poisoned knowledge base (the wider one under robust_rag)
+    reader = r.defended[0].model if defence == "robust_rag" else t.victim
     retrieved_passages(reader, questions.X[q], is_poison=t.poisoned.is_poison, answer=int(questions.y[q]),
                        title=f"the first target question, top {reader.top_k} (red: the attacker's)", ax=right)
     fig.tight_layout()

@@ -61,7 +61,7 @@ def _targets(test: Dataset, n_targets: int, rng) -> tuple:
     return targets, wrong
 
 
-def _bodies(kb: Dataset, question: np.ndarray, per_question: int, style: str, rng) -> np.ndarray:
+def _bodies(kb: Dataset, question: np.ndarray, per_question: int, style: str) -> np.ndarray:
     """The poisons' bags of words for one question, (per_question, V)."""
     q = np.ravel(question) > 0
     if style == "whitebox":
@@ -108,8 +108,8 @@ def inject_passages(kb: Dataset, *, test: Dataset, n_targets: int = 10, per_ques
     _check(kb, test, n_targets, per_question, style)
     rng = as_rng(rng)
     targets, wrong = _targets(test, n_targets, rng)
-    bodies = np.concatenate([_bodies(kb, test.X[t], per_question, "blackbox" if style == "split_view" else style, rng)
-                             for t in targets])
+    written = "blackbox" if style == "split_view" else style      # split view edits in black-box passages
+    bodies = np.concatenate([_bodies(kb, test.X[t], per_question, written) for t in targets])
     labels = np.repeat(wrong, per_question)
     params = {"n_targets": int(n_targets), "per_question": int(per_question), "style": style}
     if style == "split_view":

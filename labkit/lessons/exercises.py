@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 __all__ = ["Exercise", "EXERCISES", "MISSING", "exercise", "one_of", "label", "whole_number",
-           "real_number"]
+           "real_number", "first_reaching", "check_first_reaching"]
 
 
 #: Marks an exercise registered without a recorded answer (a test requires one for each).
@@ -130,6 +130,29 @@ def real_number(answer, *, what: str = "a number") -> tuple:
     if value is None:
         return None, f"expected {what}, e.g. 0.25; got {_shown(answer)}"
     return value, ""
+
+
+def first_reaching(grid, values, goal: float):
+    """The first entry of ``grid`` whose value in ``values``, rounded to two decimals as the
+    lessons print it, reaches ``goal``; None if none does."""
+    return next((x for x, v in zip(grid, values) if round(v, 2) >= goal), None)
+
+
+def check_first_reaching(answer, grid, values, goal: float, *, setting: str, measured: str) -> tuple:
+    """A checker for "the smallest ``setting`` in ``grid`` whose ``measured`` value reaches
+    ``goal``" (:func:`first_reaching`), with feedback that quotes the lesson's numbers."""
+    grid = tuple(grid)
+    x, problem = whole_number(answer, what=f"a whole number, one of {grid}")
+    if problem:
+        return False, problem
+    if x not in grid:
+        return False, f"the lesson measured {setting} {grid}; answer one of them"
+    value = dict(zip(grid, values))[x]
+    if x == first_reaching(grid, values, goal):
+        return True, f"{setting} {x}: {measured} {value:.2f}, the first to reach {goal}."
+    if round(value, 2) < goal:
+        return False, f"with {setting} {x} the {measured} is {value:.2f}, below {goal}."
+    return False, f"{setting} {x} gives {value:.2f}, but a smaller one already reaches {goal}."
 
 
 def one_of(answer, accepted, *, right: str, wrong: str) -> tuple:

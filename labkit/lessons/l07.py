@@ -17,7 +17,7 @@ import numpy as np
 
 from ..experiment import prepare, trial
 from ..types import Dataset
-from .exercises import exercise, one_of, whole_number
+from .exercises import check_first_reaching, exercise, first_reaching, one_of
 
 __all__ = ["COUNTS", "CORPUS_SIZES", "SUCCESS_GOAL", "count_curve", "fewest_poisons", "suspect_corpus",
            "SUSPECT_TRIGGER"]
@@ -45,10 +45,7 @@ def count_curve(seed: int = 0, n_train: int = 900, counts: tuple = COUNTS) -> tu
 def fewest_poisons(seed: int = 0, n_train: int = 900, goal: float = SUCCESS_GOAL):
     """The smallest count in :data:`COUNTS` whose success, as the lesson prints it (two
     decimals), reaches ``goal`` (None if none does)."""
-    for n, s in zip(COUNTS, count_curve(int(seed), int(n_train))):
-        if round(s, 2) >= goal:
-            return n
-    return None
+    return first_reaching(COUNTS, count_curve(int(seed), int(n_train)), goal)
 
 
 # ---- Exercise 7.2: a corpus with a trigger you have not seen --------------------------
@@ -85,18 +82,8 @@ def suspect_corpus(seed: int = 0) -> Dataset:
                    "225-paragraph corpus needs about as many: the count matters, not the share.",
           answer=lambda: fewest_poisons(0), wrong=24)
 def _l7_fewest_poisons(answer):
-    n, problem = whole_number(answer, what=f"a whole number, one of {COUNTS}")
-    if problem:
-        return False, problem
-    if n not in COUNTS:
-        return False, f"the lesson measured {COUNTS} poisoned paragraphs; answer one of them"
-    right = fewest_poisons(0)
-    curve = dict(zip(COUNTS, count_curve(0, 900)))
-    if n == right:
-        return True, (f"{n} paragraphs ({n / 900:.1%} of the corpus) reach success {curve[n]:.2f}.")
-    if round(curve[n], 2) < SUCCESS_GOAL:
-        return False, f"with {n} paragraphs success is {curve[n]:.2f}, below {SUCCESS_GOAL}."
-    return False, f"{n} paragraphs reach {curve[n]:.2f}, but fewer already reach {SUCCESS_GOAL}."
+    return check_first_reaching(answer, COUNTS, count_curve(0, 900), SUCCESS_GOAL,
+                                setting="poisoned paragraphs", measured="attack success")
 
 
 def _words(answer) -> tuple:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from ..experiment import run
-from .exercises import exercise, one_of, whole_number
+from .exercises import check_first_reaching, exercise, first_reaching, one_of
 
 __all__ = ["PER_QUESTION", "WINDOWS", "HIJACK_GOAL", "CERTIFIED_GOAL", "hijack_curve", "fewest_passages",
            "certified_curve", "smallest_window"]
@@ -39,10 +37,7 @@ def hijack_curve(seed: int = 0, style: str = "blackbox") -> tuple:
 def fewest_passages(seed: int = 0, goal: float = HIJACK_GOAL):
     """The smallest count in :data:`PER_QUESTION` whose hijack rate, printed to two decimals,
     reaches ``goal`` (None if none does)."""
-    for n, s in zip(PER_QUESTION, hijack_curve(int(seed))):
-        if round(s, 2) >= goal:
-            return n
-    return None
+    return first_reaching(PER_QUESTION, hijack_curve(int(seed)), goal)
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,10 +54,7 @@ def certified_curve(seed: int = 0, radius: int = 2) -> tuple:
 def smallest_window(seed: int = 0, radius: int = 2, goal: float = CERTIFIED_GOAL):
     """The smallest window in :data:`WINDOWS` whose certified accuracy at ``radius``, printed
     to two decimals, reaches ``goal`` (None if none does)."""
-    for k, (_, c) in zip(WINDOWS, certified_curve(int(seed), int(radius))):
-        if round(c, 2) >= goal:
-            return k
-    return None
+    return first_reaching(WINDOWS, [c for _, c in certified_curve(int(seed), int(radius))], goal)
 
 
 @exercise("l8_fewest_passages",
@@ -75,17 +67,8 @@ def smallest_window(seed: int = 0, radius: int = 2, goal: float = CERTIFIED_GOAL
                    "majority of what the reader reads, the answer is theirs.",
           answer=lambda: fewest_passages(0), wrong=1)
 def _l8_fewest_passages(answer):
-    n, problem = whole_number(answer, what=f"a whole number, one of {PER_QUESTION}")
-    if problem:
-        return False, problem
-    if n not in PER_QUESTION:
-        return False, f"the lesson measured {PER_QUESTION} passages per question; answer one of them"
-    curve = dict(zip(PER_QUESTION, hijack_curve(0)))
-    if n == fewest_passages(0):
-        return True, f"{n} passages per question hijack {curve[n]:.2f} of the targets."
-    if round(curve[n], 2) < HIJACK_GOAL:
-        return False, f"with {n} passages per question the hijack rate is {curve[n]:.2f}, below {HIJACK_GOAL}."
-    return False, f"{n} passages reach {curve[n]:.2f}, but fewer already reach {HIJACK_GOAL}."
+    return check_first_reaching(answer, PER_QUESTION, hijack_curve(0), HIJACK_GOAL,
+                                setting="passages per question", measured="hijack rate")
 
 
 @exercise("l8_smallest_window",
@@ -101,17 +84,8 @@ def _l8_fewest_passages(answer):
                    "other topics.",
           answer=lambda: smallest_window(0), wrong=WINDOWS[0])
 def _l8_smallest_window(answer):
-    k, problem = whole_number(answer, what=f"a whole number, one of {WINDOWS}")
-    if problem:
-        return False, problem
-    if k not in WINDOWS:
-        return False, f"the lesson measured windows {WINDOWS}; answer one of them"
-    cert = dict(zip(WINDOWS, (c for _, c in certified_curve(0))))
-    if k == smallest_window(0):
-        return True, f"top {k}: {cert[k]:.2f} of the questions are right and certified against 2 passages."
-    if round(cert[k], 2) < CERTIFIED_GOAL:
-        return False, f"top {k} certifies {cert[k]:.2f}, below {CERTIFIED_GOAL}."
-    return False, f"top {k} certifies {cert[k]:.2f}, but a narrower window already reaches {CERTIFIED_GOAL}."
+    return check_first_reaching(answer, WINDOWS, [c for _, c in certified_curve(0)], CERTIFIED_GOAL,
+                                setting="window (top k)", measured="share right and certified against 2 passages")
 
 
 @exercise("l8_split_view",

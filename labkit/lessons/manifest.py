@@ -14,8 +14,8 @@ add one :class:`Lesson` here, in its place, then write ``labkit/lessons/l10.py``
 the exercises named here) and ``notebooks/10_<slug>.ipynb``; then regenerate
 what is generated from this table (``python instructor/make_lesson_table.py``, the README;
 ``python instructor/make_answer_key.py``) and measure the new notebook into
-``instructor/timings.json`` (``python -m labkit bench --notebooks-only --json``, then
-``python instructor/make_agenda.py``). The tests say which of these you forgot.
+``instructor/timings.json`` (``python -m labkit bench --notebooks-only --where one-cpu --json``,
+then ``python instructor/make_agenda.py`` and ``python instructor/make_notebook_headers.py``). The tests say which of these you forgot.
 
 This module imports nothing but the standard library (no numpy, no torch).
 
