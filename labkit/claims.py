@@ -92,6 +92,10 @@ REPAIR = {"success": "attack_success", "success_defended": "attack_success_defen
           "accuracy": "clean_accuracy", "accuracy_defended": "clean_accuracy_defended",
           "accuracy_unseen_before": "extra.clean_accuracy_unseen_before",
           "accuracy_unseen": "extra.clean_accuracy_unseen"}
+#: Each label checker's reading of the poisons and of the same rows in the control
+#: (:func:`labkit.metrics.label_checks`; ``label_check`` is the worst calibrated one).
+CHECKS = {**{f"{f}_check": f"extra.checks.{f}" for f in ("logreg", "knn", "svm")},
+          **{f"{f}_check_control": f"extra.checks_control.{f}" for f in ("logreg", "knn", "svm")}}
 TARGETED = {"success": "attack_success", "control": "control_success", "label_check": "label_consistency",
             "accuracy": "clean_accuracy"}
 
@@ -133,15 +137,28 @@ CLAIMS: tuple = (
     Claim("l3_collision_eps_0.5", 3, "Poison Frogs, 30 poisons, eps 0.5", "feature_collision", TARGETED,
           params={"eps": 0.5, "n_poisons": 30, "n_targets": 5}),
     Claim("l3_bullseye", 3, "bullseye polytope with an ensemble label guard, 30 poisons, eps 0.25", "clean_label",
-          {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"}, quick=True),
+          {**TARGETED, **CHECKS}, quick=True),
     Claim("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
           {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
         **AFTER}, defence="deep_knn"),
     Claim("l3_augmentation", 3, "end-to-end retraining with augmentation against the bullseye", "clean_label",
           {"success": "attack_success", **AFTER}, defence="augmentation"),
+    *(Claim(f"l3_label_consistent{suffix}", 3,
+            f"label-consistent backdoor, {rate:.0%} of the target class hardened (eps 0.1) and stamped{where}",
+            "label_consistent", {**TARGETED, **CHECKS, **ACC}, rate=rate, dataset=dataset, quick=not suffix)
+      for suffix, rate, dataset, where in (("", 0.05, None, ""), ("_rate_0.2", 0.2, None, ""),
+                                           ("_mnist", 0.05, "mnist_sample", ", 28x28 digits"))),
+    Claim("l3_label_consistent_eps_0.2", 3, "label-consistent backdoor, 5% of the target class hardened with "
+          "eps 0.2 and stamped", "label_consistent", {**TARGETED, **CHECKS}, params={"eps": 0.2}),
+    *(Claim(f"l3_label_consistent_{defence}", 3, f"{defence.replace('_', ' ')} against the label-consistent "
+            "backdoor (5% of the target class)", "label_consistent", {**DET, **AFTER}, defence=defence)
+      for defence in ("spectral_signature", "activation_clustering")),
+    Claim("l3_label_consistent_strip", 3, "STRIP against the label-consistent backdoor: AUROC, false rejections, "
+          "triggered inputs let through", "label_consistent",
+          {"auroc": "extra.auroc", "false_rejections": "extra.frr", "false_accepts": "extra.far"}, defence="strip"),
     # lesson 4: gradient matching and federated learning
     Claim("l4_gradient_matching", 4, "Witches' Brew, 5% poisons, eps 0.15, fine-tuning on poisons + 300 clean rows",
-          "gradient_matching", {**TARGETED, "logreg_check": "extra.checks.logreg", "knn_check": "extra.checks.knn"},
+          "gradient_matching", {**TARGETED, **CHECKS},
           quick=True),
     Claim("l4_dp_sgd", 4, "DP-SGD (clip 1, noise 0.5) against gradient matching", "gradient_matching",
           {"success": "attack_success", **AFTER}, defence="dp_sgd"),

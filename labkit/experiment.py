@@ -202,8 +202,8 @@ class Trial:
     victim and the defender see (the fine-tuning batch, or ``poisoned`` itself),
     ``victim`` the model trained on it; ``control`` / ``control_victim`` the same-budget
     random perturbation of the same rows and its victim (targeted attacks with an ``eps``),
-    or the scenario's own control (``text``: the trigger in random rows with true labels);
-    else ``None``; ``history`` the attack's per-step record where it keeps one; ``row`` the
+    the attack's own control (``label_consistent``: the trigger without the hardening) or
+    the scenario's (``text``: the trigger in random rows with true labels); else ``None``; ``history`` the attack's per-step record where it keeps one; ``row`` the
     measured numbers (see :func:`trial`).
     """
 
@@ -251,9 +251,12 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
 
     ``row`` holds ``clean_accuracy`` and ``attack_success``; targeted attacks add
     ``target_idx``, ``target_class``, ``target_prob`` (the victim's probability of the
-    attacker's class on the target), ``label_consistency`` and ``label_checks``
-    (:func:`labkit.metrics.label_checks`), and with a control ``control_success`` and
-    ``control_prob``. A scenario with its own ``control`` (``text``) adds ``control_success``.
+    attacker's class on the target), and with a control ``control_prob``. Targeted and
+    clean-label attacks add ``label_consistency`` and ``label_checks``
+    (:func:`labkit.metrics.label_checks`, calibrated against the control when there is one).
+    The control is, in this order: the random noise of a targeted attack's budget, the
+    attack's own (``AttackSpec.control``), the scenario's (``text``); with one the row adds
+    ``control_success``.
     """
     if not 0 <= i < ctx.n_trials:
         raise ValueError(f"trial must be in [0, {ctx.n_trials}), got {i}")
@@ -268,18 +271,23 @@ def trial(ctx: Context, i: int = 0, *, control: bool = True, progress: bool = Fa
     if scenario.targeted:
         row.update(target_idx=int(poisoned.target_idx[0]), target_class=int(np.ravel(poisoned.target_class)[0]),
                    target_prob=metrics.target_probability(victim, poisoned, test))
-        checks = metrics.label_checks(poisoned, metrics.held_out(test, setting.targets[0]))   # no target
-        row["label_consistency"] = checks["worst"]
-        row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
-        if control and poisoned.params.get("eps"):
+    if control:
+        if scenario.targeted and poisoned.params.get("eps"):
             ctl = random_control(ctx, poisoned, i)
-            ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
-            row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
-            row["control_prob"] = metrics.target_probability(ctl_victim, poisoned, test)
-    elif control and hasattr(scenario, "control"):
-        ctl = scenario.control(setting, poisoned, trial_rng(ctx.seed, i, "control"))
+        elif ctx.spec.control is not None:
+            ctl = ctx.spec.control(poisoned)
+        elif hasattr(scenario, "control"):
+            ctl = scenario.control(setting, poisoned, trial_rng(ctx.seed, i, "control"))
+    if ctl is not None:
         ctl_victim = scenario.victim(setting, scenario.training_set(setting, ctl, i), seed)
         row["control_success"] = metrics.attack_success_rate(ctl_victim, poisoned, test)
+        if scenario.targeted:
+            row["control_prob"] = metrics.target_probability(ctl_victim, poisoned, test)
+    if scenario.targeted or ctx.spec.clean_label:
+        exclude = setting.targets[0] if scenario.targeted else []       # never the targets
+        checks = metrics.label_checks(poisoned, metrics.held_out(test, exclude), control=ctl)
+        row["label_consistency"] = checks["worst"]
+        row["label_checks"] = {f: {k: round(v, 4) for k, v in checks[f].items()} for f in metrics.CHECKERS}
     if hasattr(scenario, "trial_extra"):             # the scenario's own numbers (instruct)
         row["extra"] = scenario.trial_extra(setting, victim, poisoned)
     return Trial(i, poisoned, train_set, victim, ctl, ctl_victim, history, row)
@@ -483,9 +491,12 @@ def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Opti
     extra = dict(rows[0].get("extra", {})) if len(rows) == 1 else {}
     if ctx.scenario.targeted:
         extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
-        # each checker's mean "kept" over the targets (label_consistency takes the worse per target)
-        extra["checks"] = {f: float(np.nanmean([r["label_checks"][f]["kept"] for r in rows]))
-                           for f in metrics.CHECKERS}
+    if "label_checks" in rows[0]:
+        # each checker's mean reading over the trials (label_consistency takes the worst per trial)
+        for key, field in (("checks", "kept"), ("checks_control", "control_kept"), ("checks_calibrated", "calibrated")):
+            if field in rows[0]["label_checks"][metrics.CHECKERS[0]]:
+                extra[key] = {f: float(np.nanmean([r["label_checks"][f][field] for r in rows]))
+                              for f in metrics.CHECKERS}
     first = trials[0].poisoned
     return RunResult(
         attack=ctx.attack, defence=defence, dataset=ctx.train.name, seed=ctx.seed,

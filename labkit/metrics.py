@@ -100,7 +100,9 @@ def detection_report(det: Detection, poisoned: PoisonedDataset) -> dict:
             "n_flagged": det.n_flagged, "n_poison": int(truth.sum())}
 
 
-CHECKERS = ("logreg", "knn")
+#: The label checkers: two families the lab's attackers guard against (logistic regression,
+#: 5 nearest neighbours) and one none of them trains against (an RBF support-vector machine).
+CHECKERS = ("logreg", "knn", "svm")
 
 
 _FITTED: dict = {}     # (family, sha256 of the reference data) -> fitted checker; a few at most
@@ -111,23 +113,49 @@ def _checker(family: str, X: np.ndarray, y: np.ndarray):
     are deterministic)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
 
     key = (family, hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest())
     if key not in _FITTED:
-        if len(_FITTED) >= 4:
+        if len(_FITTED) >= 2 * len(CHECKERS):
             _FITTED.pop(next(iter(_FITTED)))
-        clf = LogisticRegression(max_iter=2000) if family == "logreg" else KNeighborsClassifier(n_neighbors=5)
+        clf = {"logreg": lambda: LogisticRegression(max_iter=2000),
+               "knn": lambda: KNeighborsClassifier(n_neighbors=5),
+               "svm": lambda: SVC(C=10.0, gamma="scale")}[family]()
         _FITTED[key] = clf.fit(X if family == "knn" else X.astype(np.float64), y)
     return _FITTED[key]
 
 
-def label_checks(poisoned: PoisonedDataset, reference: Dataset) -> dict:
-    """How many poisons two independent classifiers still read as their own label.
+def _shown(poisoned: PoisonedDataset) -> np.ndarray:
+    """The poisons as the checkers read them, flattened: a patch trigger's pixels are put
+    back to the base's (the patch is a visible mark by design; the question is what the rest
+    of the image shows). A whole-image trigger (blend) is read as it is."""
+    idx = poisoned.poison_idx
+    X = poisoned.X[idx].copy()
+    if poisoned.trigger is not None:
+        mask = trigger_mask(poisoned.trigger, poisoned.image_shape)
+        if not mask.all():
+            X[:, :, mask] = poisoned.clean.X[idx][:, :, mask]
+    return X.reshape(len(idx), -1)
 
-    Both checkers are fitted on ``reference``, data the attacker never touched (the held-out
-    split, without the targets): neither the poisons' bases nor the attacker's guard data.
-    Two model families on raw pixels: ``"logreg"`` (logistic regression) and ``"knn"``
-    (5 nearest neighbours). For each the result holds:
+
+def _kept(clf, poisoned: PoisonedDataset, dtype) -> tuple:
+    """(read_as_label, bases_read_as_label, kept) of one fitted checker on ``poisoned``."""
+    idx = poisoned.poison_idx
+    label = poisoned.y[idx]
+    ok = clf.predict(_shown(poisoned).astype(dtype)) == label
+    base_ok = clf.predict(poisoned.clean.flat()[idx].astype(dtype)) == label
+    return float(ok.mean()), float(base_ok.mean()), float(ok[base_ok].mean()) if base_ok.any() else float("nan")
+
+
+def label_checks(poisoned: PoisonedDataset, reference: Dataset, *, control: Optional[PoisonedDataset] = None) -> dict:
+    """How many poisons three independent classifiers still read as their own label.
+
+    The checkers are fitted on ``reference``, data the attacker never touched (the held-out
+    split, without any target): neither the poisons' bases nor the attacker's guard data.
+    Three model families on raw pixels (:data:`CHECKERS`): ``"logreg"`` (logistic
+    regression) and ``"knn"`` (5 nearest neighbours), which some attackers' guards imitate,
+    and ``"svm"`` (an RBF support-vector machine), which none does. For each the result holds:
 
     - ``read_as_label``: fraction of the poisons it gives their own label;
     - ``bases_read_as_label``: the same for the unperturbed bases (the checker's own limit:
@@ -135,36 +163,47 @@ def label_checks(poisoned: PoisonedDataset, reference: Dataset) -> dict:
     - ``kept``: fraction of the bases read correctly whose poison is still read correctly,
       i.e. how often the perturbation did not change the checker's reading.
 
-    ``"worst"`` is the smaller ``kept`` of the two families: the lab's honesty bar. A checker
-    fitted on a few hundred held-out rows misreads some clean digits too; what the bar asks
-    is whether the perturbation changed the reading, so bases the checker already misreads
-    are left out (their numbers stay in ``read_as_label`` and ``bases_read_as_label``).
+    A backdoor's patch is a visible mark by design: the checkers read the poisons with the
+    patch's pixels put back to the base's, i.e. what the rest of the image shows.
+
+    With a ``control`` (the same rows changed by what is *not* the attack: same-budget random
+    noise, or the trigger alone), each checker also gets ``control_kept`` (its ``kept`` on
+    the control) and ``calibrated`` = ``min(1, kept + 1 - control_kept)``: a checker that
+    loses readings to any change of that size is not counted against the attack for those.
+
+    ``"worst"`` is the smallest ``calibrated`` (``kept`` without a control) over the
+    checkers: the lab's honesty bar. A checker fitted on a few hundred held-out rows misreads
+    some clean digits too; what the bar asks is whether the perturbation changed the
+    reading, so bases the checker already misreads are left out (their numbers stay in
+    ``read_as_label`` and ``bases_read_as_label``).
     """
     if poisoned.n_poison == 0:
         raise ValueError("no poisons to check")
     if reference.image_shape != poisoned.image_shape:
         raise ValueError(f"reference images are {reference.image_shape}, poisons {poisoned.image_shape}")
+    if control is not None and not np.array_equal(control.poison_idx, poisoned.poison_idx):
+        raise ValueError("the control must change the same rows as the poisons")
     X = np.ascontiguousarray(reference.flat(), np.float32)
     y = np.ascontiguousarray(reference.y, np.int64)
-    idx = poisoned.poison_idx
-    label = poisoned.y[idx]
     out = {}
     for family in CHECKERS:
         clf = _checker(family, X, y)
-        ok = clf.predict(poisoned.flat()[idx].astype(X.dtype)) == label
-        base_ok = clf.predict(poisoned.clean.flat()[idx].astype(X.dtype)) == label
-        out[family] = {"read_as_label": float(ok.mean()), "bases_read_as_label": float(base_ok.mean()),
-                       "kept": float(ok[base_ok].mean()) if base_ok.any() else float("nan")}
-    out["worst"] = min(out[f]["kept"] for f in CHECKERS)
+        read, bases, kept = _kept(clf, poisoned, X.dtype)
+        out[family] = {"read_as_label": read, "bases_read_as_label": bases, "kept": kept}
+        if control is not None:
+            ctl_kept = _kept(clf, control, X.dtype)[2]
+            out[family].update(control_kept=ctl_kept, calibrated=min(1.0, kept + 1.0 - ctl_kept))
+    out["worst"] = min(out[f]["calibrated" if control is not None else "kept"] for f in CHECKERS)
     return out
 
 
-def label_consistency(poisoned: PoisonedDataset, reference: Dataset) -> float:
-    """The worse of two independent checkers' fraction of poisons still read as their own
-    label where the unperturbed base was (:func:`label_checks`' ``"worst"``): the "clean
-    label" check of clean-label and gradient-matching poisons. ``reference`` is held-out
-    data the attacker never touched."""
-    return label_checks(poisoned, reference)["worst"]
+def label_consistency(poisoned: PoisonedDataset, reference: Dataset, *,
+                      control: Optional[PoisonedDataset] = None) -> float:
+    """The worst of three independent checkers' fraction of poisons still read as their own
+    label where the unperturbed base was, calibrated against ``control`` when given
+    (:func:`label_checks`' ``"worst"``): the "clean label" check of clean-label and
+    gradient-matching poisons. ``reference`` is held-out data the attacker never touched."""
+    return label_checks(poisoned, reference, control=control)["worst"]
 
 
 def held_out(test: Dataset, exclude) -> Dataset:

@@ -6,7 +6,7 @@ their defaults are read from the functions' signatures, never restated here.
 
 Attacks
 -------
-``AttackSpec(name, craft, scenario, summary, defences, takes)``: ``craft(train, *, rng,
+``AttackSpec(name, craft, scenario, summary, defences, takes, control, clean_label)``: ``craft(train, *, rng,
 **settings) -> PoisonedDataset`` is the attack's public verb. The scenario
 (:mod:`labkit.scenarios`) decides how the victim learns and what else the attacker is given
 (an :class:`~labkit.scenarios.AttackerView`); ``takes`` names, explicitly, the fields of that
@@ -15,7 +15,10 @@ view the crafting function receives (``test``, ``target_idx``, ``extractor``, ..
 per-step record to) where it accepts them. Every other keyword-only parameter of ``craft``
 is a setting the user may change. ``defences`` are the defences that apply; every other
 pair, and any defence whose kind the scenario does not support, is refused before any
-work starts.
+work starts. ``control(poisoned) -> PoisonedDataset`` is the attack's own control (the same
+rows without what makes the attack an attack), where the scenario has none; ``clean_label``
+says the attack keeps every label true, so every trial runs the independent label checks
+(:func:`labkit.metrics.label_checks`), as targeted scenarios always do.
 
 Defences: one signature per kind
 --------------------------------
@@ -56,6 +59,7 @@ from .attacks.backdoor import add_backdoor
 from .attacks.clean_label import bullseye_polytope
 from .attacks.feature_collision import collide_features
 from .attacks.gradient_matching import match_gradients
+from .attacks.label_consistent import label_consistent_backdoor, stamp_only
 from .attacks.label_flip import flip_labels
 from .attacks.rag_poison import inject_passages
 from .attacks.text_backdoor import insert_trigger, insert_trigger_clean_label, poison_instructions
@@ -110,6 +114,8 @@ class AttackSpec:
     summary: str
     defences: tuple = ()
     takes: tuple = ()
+    control: Optional[Callable] = None
+    clean_label: bool = False
 
     def __post_init__(self):
         if self.scenario not in SCENARIOS:
@@ -178,6 +184,10 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
     _A("backdoor", add_backdoor, "scratch", "stamp a trigger (patch or blend) on a few rows, relabel them to the target class",
        ("spectral_signature", "spectral_signature_paper", "activation_clustering", "strip", "augmentation",
         "adversarial_training", "neural_cleanse", "fine_pruning", "clean_finetune")),
+    _A("label_consistent", label_consistent_backdoor, "scratch",
+       "harden a few correctly labelled images of the target class, then stamp a trigger on them",
+       ("spectral_signature", "activation_clustering", "strip", "augmentation"), takes=("progress",),
+       control=stamp_only, clean_label=True),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
        ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",

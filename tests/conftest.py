@@ -24,6 +24,7 @@ LESSON_TESTS = {
     "test_gradient.py": (4,),
     "test_hub.py": "core",
     "test_instructor.py": "core",
+    "test_label_consistent.py": (3,),
     "test_label_defences.py": (1,),
     "test_label_flip.py": (1,),
     "test_lesson_agreement.py": (3, 4, 5),

@@ -27,6 +27,8 @@ __all__ = ["add_backdoor", "patch_trigger", "blend_trigger", "PatchTrigger", "Bl
 
 #: Named corners (and the centre) a patch can sit in.
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
+#: What ``position`` accepts by name: one of :data:`POSITIONS`, or ``"corners"`` (all four).
+PLACES = (*POSITIONS, "corners")
 #: Trigger kinds accepted by name in :func:`add_backdoor` (and ``--set trigger=...``).
 TRIGGERS = ("patch", "blend")
 
@@ -40,7 +42,8 @@ def _check_X(X) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PatchTrigger:
-    """A ``size`` x ``size`` square of intensity ``value`` (all channels) at ``position``.
+    """A ``size`` x ``size`` square of intensity ``value`` (all channels) at ``position``
+    (``"corners"``: one square in each corner, as in Turner, Tsipras & Madry 2019).
 
     Call it on images ``(n, C, H, W)`` to get stamped copies; the input is not changed.
     """
@@ -56,16 +59,23 @@ class PatchTrigger:
             raise ValueError(f"value must be in [0, 1], got {self.value}")
         pos = self.position
         if isinstance(pos, str):
-            if pos not in POSITIONS:
-                raise ValueError(f"position must be one of {POSITIONS} or (row, col), got {pos!r}")
+            if pos not in PLACES:
+                raise ValueError(f"position must be one of {PLACES} or (row, col), got {pos!r}")
         elif not (isinstance(pos, (tuple, list)) and len(pos) == 2
                   and all(isinstance(v, (int, np.integer)) and v >= 0 for v in pos)):
-            raise ValueError(f"position must be one of {POSITIONS} or (row, col), got {pos!r}")
+            raise ValueError(f"position must be one of {PLACES} or (row, col), got {pos!r}")
         else:
             object.__setattr__(self, "position", tuple(int(v) for v in pos))
 
+    def corners(self, image_shape) -> list:
+        """``[(row, col), ...]``: the top-left pixel of each square the trigger stamps."""
+        if self.position == "corners":
+            return [PatchTrigger(self.size, p, self.value).corner(image_shape) for p in POSITIONS[:4]]
+        return [self.corner(image_shape)]
+
     def corner(self, image_shape) -> tuple:
-        """``(row, col)`` of the patch's top-left pixel in an image shaped ``(C, H, W)``."""
+        """``(row, col)`` of the patch's top-left pixel in an image shaped ``(C, H, W)``
+        (the first square's, for ``"corners"``)."""
         H, W = image_shape[-2:]
         s = self.size
         if s > min(H, W):
@@ -76,20 +86,21 @@ class PatchTrigger:
                 raise ValueError(f"a {s}x{s} patch at {self.position} does not fit a {H}x{W} image")
             return r, c
         return {"bottom-right": (H - s, W - s), "bottom-left": (H - s, 0), "top-right": (0, W - s),
-                "top-left": (0, 0), "center": ((H - s) // 2, (W - s) // 2)}[self.position]
+                "top-left": (0, 0), "center": ((H - s) // 2, (W - s) // 2),
+                "corners": (H - s, W - s)}[self.position]
 
     def region(self, image_shape) -> np.ndarray:
         """Boolean mask shaped ``(C, H, W)``: True on the pixels the patch overwrites."""
-        r, c = self.corner(image_shape)
         mask = np.zeros(tuple(image_shape), bool)
-        mask[:, r:r + self.size, c:c + self.size] = True
+        for r, c in self.corners(image_shape):
+            mask[:, r:r + self.size, c:c + self.size] = True
         return mask
 
     def __call__(self, X) -> np.ndarray:
         X = _check_X(X)
         out = X.copy()
-        r, c = self.corner(X.shape[1:])
-        out[:, :, r:r + self.size, c:c + self.size] = float(self.value)
+        for r, c in self.corners(X.shape[1:]):
+            out[:, :, r:r + self.size, c:c + self.size] = float(self.value)
         return out
 
     @property
@@ -161,8 +172,9 @@ def patch_trigger(size: int = 2, position: Union[str, tuple] = "bottom-right",
     ----------
     size : int
         Side of the square in pixels (2 on 8x8 digits covers 1/16 of the image).
-    position : {"bottom-right", "bottom-left", "top-right", "top-left", "center"} or (row, col)
-        Where the square goes; a tuple gives its top-left pixel.
+    position : {"bottom-right", "bottom-left", "top-right", "top-left", "center", "corners"} or (row, col)
+        Where the square goes; a tuple gives its top-left pixel; ``"corners"`` puts one in
+        each corner.
     value : float in [0, 1]
         Pixel intensity (1.0 = full ink in the lab's images).
 
