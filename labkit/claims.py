@@ -164,6 +164,14 @@ CLAIMS: tuple = (
           {"success": "attack_success", **AFTER}, defence="dp_sgd"),
     Claim("l4_gradient_audit", 4, "gradient audit of the fine-tuning batch (robust threshold 3)", "gradient_matching",
           {**DET, "auroc": "detection.auroc", **AFTER}, defence="gradient_audit"),
+    *(Claim(f"l4_gm_stronger{'_' + d if d else ''}", 4,
+            "Witches' Brew, stronger setting (label penalty 0.2, no linear guard, bases the deployed gradient "
+            f"favours){' against ' + {'dp_sgd': 'DP-SGD (clip 1, noise 0.5)', 'gradient_audit': 'the gradient audit'}[d] if d else ''}",
+            "gradient_matching",
+            fields, defence=d or None, params={"guard": False, "keep_label": 0.2, "bases": "aligned"})
+      for d, fields in (("", {**TARGETED, **CHECKS, "accuracy_no_attack": "clean_accuracy_no_attack"}),
+                        ("dp_sgd", {"success": "attack_success", **AFTER}),
+                        ("gradient_audit", {**DET, "auroc": "detection.auroc", **AFTER}))),
     Claim("l4_fed_sign_flip", 4, "federated, 2 of 10 clients flip their update's sign: plain mean vs median",
           "federated", {"accuracy_no_attack": "clean_accuracy_no_attack", "mean": "clean_accuracy",
                      "median": "clean_accuracy_defended"}, defence="median", rate=0.2, quick=True),

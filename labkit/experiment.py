@@ -487,7 +487,12 @@ def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Opti
     if len(reports) == 1:
         detection = reports[0]
     elif reports:
-        detection = {k: float(np.nanmean([r.get(k, np.nan) for r in reports])) for k in reports[0]}
+        # precision is None where a trial's detector flagged nothing: the mean of the others,
+        # None when no trial's is defined
+        detection = {}
+        for k in reports[0]:
+            vals = [r.get(k) for r in reports if r.get(k) is not None and not np.isnan(r.get(k))]
+            detection[k] = float(np.mean(vals)) if vals else None
     extra = dict(rows[0].get("extra", {})) if len(rows) == 1 else {}
     if ctx.scenario.targeted:
         extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]

@@ -191,7 +191,8 @@ class FineTune(Scratch):
     """The victim fine-tunes its deployed model (whose weights the attacker knows) for
     ``finetune_epochs`` on a new batch: the poisons plus ``n_clean`` replayed clean rows.
     With ``guard``, the attacker also keeps the poisons plausible to a linear classifier of
-    their own."""
+    their own (on development seeds it costs success while the held-out checkers, a linear
+    one included, read the poisons as well without it)."""
 
     name = "finetune"
     targeted = True
