@@ -141,6 +141,11 @@ CLAIMS: tuple = (
     Claim("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
           {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
         **AFTER}, defence="deep_knn"),
+    *(Claim(f"l3_bullseye_{defence}", 3, f"{defence.replace('_', ' ')} (lesson 2's backdoor defence) against the "
+            "bullseye's clump", "clean_label",
+            {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success", **AFTER},
+            defence=defence)
+      for defence in ("activation_clustering", "spectral_signature")),
     Claim("l3_augmentation", 3, "end-to-end retraining with augmentation against the bullseye", "clean_label",
           {"success": "attack_success", **AFTER}, defence="augmentation"),
     *(Claim(f"l3_label_consistent{suffix}", 3,

@@ -189,7 +189,7 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        ("spectral_signature", "activation_clustering", "strip", "augmentation"), takes=("progress",),
        control=stamp_only, clean_label=True),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
-       ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
+       ("deep_knn", "feature_outliers", "activation_clustering", "spectral_signature", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
        ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor")),
     _A("gradient_matching", match_gradients, "finetune", "Witches' Brew: poisons whose gradient matches the target's",

@@ -161,12 +161,15 @@ LESSONS: tuple = (
             "knows: transfer learning) and when they do not (small budgets, end-to-end retraining)",
             "measure success honestly: many targets, a random-perturbation control of the same size, "
             "and a check that an independent classifier still reads every poison as its own label",
-            "run deep k-NN (Peri et al. 2020) and a feature-space outlier filter, and explain when "
-            "they catch the poisons and when they miss them",
+            "run deep k-NN (Peri et al. 2020) and lesson 2's feature-space detectors against the "
+            "poisons, and explain when they catch them and when they miss them",
+            "plant a backdoor whose labels are all correct (label-consistent, Turner et al. 2019) and "
+            "say which of lesson 2's defences still see it",
         ),
         minutes_half_day=None, minutes_full_day=35,
         exercises=("l3_knn_k", "l3_threat_model"),
-        questions=("How can correctly labelled, barely changed images make a model misread one chosen input?", "When do such attacks work, and what catches them?"),
+        questions=("How can correctly labelled, barely changed images make a model misread one chosen input?", "When do such attacks work, and what catches them?",
+                   "Can a backdoor be planted without a single wrong label?"),
         frameworks=("ML02", "ML07", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0010.003", "AML.M0007")),
     Lesson(
         4, "gradient_manipulation", "Gradient manipulation",
