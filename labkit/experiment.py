@@ -496,6 +496,11 @@ def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Opti
     extra = dict(rows[0].get("extra", {})) if len(rows) == 1 else {}
     if ctx.scenario.targeted:
         extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
+        rehearsed = [t.poisoned.params.get("rehearsal_flips") for t in trials]
+        if all(r is not None for r in rehearsed):
+            # the targets the attacker's own rehearsal flipped: what an attacker can tell apart
+            extra["attackable_share"] = float(np.mean(rehearsed))
+            extra["success_attackable"] = _mean([r for r, ok in zip(rows, rehearsed) if ok], "attack_success")
     if "label_checks" in rows[0]:
         # each checker's mean reading over the trials (label_consistency takes the worst per trial)
         for key, field in (("checks", "kept"), ("checks_control", "control_kept"), ("checks_calibrated", "calibrated")):

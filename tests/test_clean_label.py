@@ -80,11 +80,26 @@ def test_working_technique_beats_control_and_stays_honest(bullseye_run):
     assert bullseye_run.attack_success >= 0.2
     assert bullseye_run.attack_success > bullseye_run.control_success
     assert bullseye_run.control_success <= 0.2
-    assert bullseye_run.label_consistency >= 0.9      # both independent checkers, worst of the two
+    assert bullseye_run.label_consistency >= 0.9      # every independent checker, the worst counts
     for t in bullseye_run.extra["trials"]:
         assert t["label_checks"]["logreg"]["read_as_label"] >= 0.8
         assert t["label_checks"]["knn"]["read_as_label"] >= 0.8
     assert bullseye_run.clean_accuracy >= bullseye_run.clean_accuracy_no_attack - 0.02
+
+
+def test_the_attackers_rehearsal_tells_which_targets_will_flip():
+    """On development seeds the targets the attacker's own head flips are flipped far more
+    often than the rest; the rehearsal uses only what the attacker has."""
+    from labkit.claims import DEV_SEEDS
+
+    runs = [lk.run("clean_label", seed=s, params={"n_targets": 5}) for s in DEV_SEEDS[:3]]
+    rows = [(t.poisoned.params["rehearsal_flips"], t.row["attack_success"]) for r in runs for t in r.trials]
+    told = [s for ok, s in rows if ok]
+    rest = [s for ok, s in rows if not ok]
+    assert told and rest
+    assert np.mean(told) >= 0.6 and np.mean(told) >= np.mean(rest) + 0.4
+    for r in runs:
+        assert r.extra["attackable_share"] == np.mean([t.poisoned.params["rehearsal_flips"] for t in r.trials])
 
 
 def test_deep_knn_is_partial_against_bullseye(bullseye_run):

@@ -115,7 +115,7 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
                       n_poisons: int = 30, eps: float = 0.25, steps: int = 150,
                       guard: Optional[nn.Module] = None, guard_weight: float = 1.0,
                       label_guard: str = "ensemble", guard_margin: float = 1.0,
-                      base_idx=None, rng=None) -> PoisonedDataset:
+                      base_idx=None, rehearse: bool = True, rng=None) -> PoisonedDataset:
     """Many poisons whose mean feature vector sits on the target (the working technique).
 
     Minimises, by signed-gradient steps inside the L-inf ball (projected gradient descent),
@@ -161,6 +161,12 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
         See above (:data:`GUARDS`).
     guard_margin : float >= 0
         ``"ensemble"`` only: the logit margin every poison must keep for each classifier.
+    rehearse : bool
+        After crafting, the attacker trains a head of their own (their own initialisation)
+        on the poisoned data and records in ``params["rehearsal_flips"]`` whether it reads
+        the target as ``target_class``: what an attacker can tell about a target before
+        the victim trains. :func:`labkit.experiment.measure` reports success on those
+        targets separately (``extra.success_attackable``).
 
     Returns
     -------
@@ -232,5 +238,10 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
     params = {"method": "bullseye", "n_poisons": int(len(base_idx)), "eps": float(eps),
               "steps": int(steps), "guard_weight": float(guard_weight),
               "label_guard": label_guard, "guard_margin": float(guard_margin)}
-    return poisoned_copy(data, x.numpy(), base_idx, target_idx, target_class,
-                     "clean_label", params)
+    poisoned = poisoned_copy(data, x.numpy(), base_idx, target_idx, target_class, "clean_label", params)
+    if rehearse:                         # the attacker's own head, its own initialisation
+        head = models.transfer_victim(poisoned, extractor, seed=models.seed_for(rng))
+        flips = bool(models.predict(head, test.X[target_idx:target_idx + 1])[0] == target_class)
+        poisoned = poisoned_copy(data, x.numpy(), base_idx, target_idx, target_class, "clean_label",
+                                 {**params, "rehearsal_flips": flips})
+    return poisoned
