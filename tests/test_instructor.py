@@ -199,3 +199,17 @@ def test_every_glossary_entry_is_used_by_a_lesson_and_linked_from_its_header():
     for term in GLOSSARY:
         assert f"(glossary.md#{anchor(term)})" in headers, f"no lesson links the glossary entry {term!r}"
         assert f"### {term}\n" in glossary
+
+
+def test_the_half_days_capstone_is_solvable_with_what_it_teaches():
+    """The reference answer's layers are all taught in the half day; the agenda names the
+    capstone's families the half day does not teach."""
+    from labkit.lessons import l05
+
+    kept = {lesson.number for lesson in LESSONS if lesson.minutes_half_day is not None}
+    assert set(l05.REFERENCE_LAYERS.values()) <= kept
+    assert set(l05.FAMILY_LESSON) == set(l05.FAMILIES)
+    agenda = (REPO / "instructor" / "agenda.md").read_text()
+    half = agenda[agenda.index("## Half day"):agenda.index("## Full day")]
+    for family, n in l05.FAMILY_LESSON.items():
+        assert (f"{family} (lesson {n})" in half) == (n not in kept)

@@ -74,6 +74,10 @@ def _gradient_matching(data: Dataset, test: Dataset, rng) -> PoisonedDataset:
 #: Family name -> ``attack(data, test, rng) -> PoisonedDataset`` with hidden, seeded settings.
 FAMILIES: dict[str, Callable] = {"label flipping": _label_flips, "backdoor": _backdoor,
                                  "clean-label": _clean_label, "gradient matching": _gradient_matching}
+#: The lesson that teaches each family (the half-day agenda says which ones its learners miss).
+FAMILY_LESSON = {"label flipping": 1, "backdoor": 2, "clean-label": 3, "gradient matching": 4}
+#: The reference answer's layers (:func:`reference_defence`) and the lesson that teaches each.
+REFERENCE_LAYERS = {"knn_sanitisation": 1, "activation_clustering": 2}
 
 
 @functools.lru_cache(maxsize=4)
@@ -165,8 +169,8 @@ def reference_defence(data: Dataset, *, seed: int = 0) -> Detection:
     """
     from ..experiment import detect
 
-    layers = [detect(data, "knn_sanitisation", seed=seed, k=10, eta=0.5),
-              detect(data, "activation_clustering", seed=seed)]
+    settings = {"knn_sanitisation": {"k": 10, "eta": 0.5}, "activation_clustering": {}}
+    layers = [detect(data, name, seed=seed, **settings[name]) for name in REFERENCE_LAYERS]
     norm = lambda s: (s - s.min()) / (np.ptp(s) or 1.0)
     return Detection(np.max([norm(d.scores) for d in layers], axis=0),
                      np.any([d.flagged for d in layers], axis=0), "reference_defence",
