@@ -203,8 +203,9 @@ class Trial:
     ``victim`` the model trained on it; ``control`` / ``control_victim`` the same-budget
     random perturbation of the same rows and its victim (targeted attacks with an ``eps``),
     the attack's own control (``label_consistent``: the trigger without the hardening) or
-    the scenario's (``text``: the trigger in random rows with true labels); else ``None``; ``history`` the attack's per-step record where it keeps one; ``row`` the
-    measured numbers (see :func:`trial`).
+    the scenario's (``text``: the trigger in random rows with true labels); else ``None``;
+    ``history`` the attack's per-step record where it keeps one; ``row`` the measured
+    numbers (see :func:`trial`).
     """
 
     i: int
