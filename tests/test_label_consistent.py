@@ -86,3 +86,11 @@ def test_floors_on_development_seeds(dev_runs):
 def test_more_poisons_more_success(dev_runs):
     more = [lk.experiment.run("label_consistent", seed=s, rate=0.2) for s in DEV_SEEDS[:3]]
     assert np.mean([r.attack_success for r in more]) > np.mean([r.attack_success for r in dev_runs[:3]]) + 0.05
+
+
+def test_activation_clustering_sees_the_trigger_not_the_hardening():
+    """Exercise 3.3's answer holds: the stamped-only images (eps 0) are removed as well."""
+    for s in DEV_SEEDS[:3]:
+        r = lk.run("label_consistent", seed=s, params={"eps": 0.0}, defence="activation_clustering")
+        assert r.detection["recall"] >= 0.9 and r.detection["precision"] >= 0.9
+    assert lk.checks.check("l3_cluster_sees", "yes") and not lk.checks.check("l3_cluster_sees", "no")

@@ -16,7 +16,7 @@ import torch
 
 from ..experiment import Context, craft, prepare, random_control, trial
 from ..types import Dataset, PoisonedDataset
-from .exercises import exercise, whole_number
+from .exercises import exercise, one_of, whole_number
 
 __all__ = ["METHODS", "setting", "feature_distance", "budget_curve", "explore"]
 
@@ -151,3 +151,21 @@ def _l3_threat_model(answer):
     if "end" in text or "scratch" in text:
         return False, "end-to-end training moves the features the poisons were placed in."
     return False, "answer 'transfer' or 'end to end'."
+
+
+@exercise("l3_cluster_sees",
+          hint="Run the command in the exercise and read the recall it prints next to the one "
+               "for the hardened poisons.",
+          hints=("The stamped-only images are ordinary images of their class plus four bright "
+                 "corner squares. What do they share with each other and with no clean row?",),
+          answer_type='a string: "yes" or "no"',
+          solution="'yes': activation clustering removes the stamped-only images as well as the "
+                   "hardened ones. What it sees is the trigger: four bright corners no clean image "
+                   "has put the poisons' activations in a cluster of their own, hardened or not. The "
+                   "hardening is what makes the attack work, not what gives it away.",
+          answer="yes", wrong="no")
+def _l3_cluster_sees(answer):
+    return one_of(answer, ("yes", "y", "it does", "true"),
+                  right="yes: the trigger, not the hardening, is what the cluster is made of.",
+                  wrong="run the command and compare the recall with the hardened poisons'.")
+

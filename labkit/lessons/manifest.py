@@ -167,7 +167,7 @@ LESSONS: tuple = (
             "say which of lesson 2's defences still see it",
         ),
         minutes_half_day=None, minutes_full_day=35,
-        exercises=("l3_knn_k", "l3_threat_model"),
+        exercises=("l3_knn_k", "l3_threat_model", "l3_cluster_sees"),
         questions=("How can correctly labelled, barely changed images make a model misread one chosen input?", "When do such attacks work, and what catches them?",
                    "Can a backdoor be planted without a single wrong label?"),
         frameworks=("ML02", "ML07", "LLM03:2023", "LLM04:2025", "LLM05:2026*", "AML.T0020", "AML.T0010.003", "AML.M0007")),
