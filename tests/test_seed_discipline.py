@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Where reporting seeds belong: their definition and the command that reads them.
 ALLOWED = {"labkit/claims.py", "labkit/cli/reproduce.py"}
 NUMBERS = "|".join(str(s) for s in claims.REPORTING_SEEDS)
-#: a seed named on a line together with a reporting seed's number (``seed=100``,
-#: ``SEEDS = (100, 101)``, ``--seeds 100``, "reporting seeds 100-104", ``seed + 100``)
+#: a seed named on a line together with a reporting seed's number: an assignment, a tuple of
+#: seeds, a ``--seeds`` option, a range quoted in prose, an offset added to a seed
 LEAK = re.compile(rf"seed.*(?<![\w.])({NUMBERS})(?![\w.]?\d)|(?<![\w.])({NUMBERS})(?![\w.]?\d).*seed",
                   re.IGNORECASE)
 

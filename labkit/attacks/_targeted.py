@@ -101,3 +101,10 @@ def poisoned_copy(data, X_p, base_idx, target_idx, target_class, attack, params)
     return make_poisoned(data, X=X, idx=base_idx, attack=attack, params=params,
                          target_idx=np.array([target_idx]), target_class=target_class)
 
+
+def logit_margin(logits, y):
+    """``logit[y] - max_{k != y} logit[k]`` per row: how confidently each row is read as its
+    own label (negative: read as another class)."""
+    own = logits.gather(1, y[:, None])[:, 0]
+    other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    return own - other

@@ -16,6 +16,7 @@ See Also: notebooks/03_clean_label.ipynb
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import numpy as np
@@ -26,7 +27,7 @@ from torch import nn
 from .. import models
 from ..rng import as_rng
 from ..types import Dataset, PoisonedDataset
-from ._targeted import check_budget, choose_bases, poisoned_copy, project, target_setup
+from ._targeted import check_budget, choose_bases, logit_margin, poisoned_copy, project, target_setup
 
 __all__ = ["bullseye_polytope", "label_guards", "GUARDS"]
 
@@ -47,13 +48,6 @@ class _LinearGuard(nn.Module):
 
     def forward(self, x):
         return x.flatten(1) @ self.W.T + self.b
-
-
-def _margin(logits, y):
-    """``logit[y] - max_{k != y} logit[k]`` per row."""
-    own = logits.gather(1, y[:, None])[:, 0]
-    other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
-    return own - other
 
 
 def label_guards(data: Dataset, exclude, *, n_linear: int = 3, rng=None) -> list:
@@ -99,7 +93,7 @@ def _pick_bases(data, extractor, x_target, target_class, n_poisons, mlp, linear,
             ok &= torch.softmax(mlp(X), 1)[:, target_class].numpy() >= 0.9
         strict = ok.copy()
         for g in linear:
-            strict &= _margin(g(X), y).numpy() >= margin
+            strict &= logit_margin(g(X), y).numpy() >= margin
         f_rows = extractor(X).numpy()
         f_t = extractor(torch.tensor(x_target[None])).numpy()
     for mask in (strict, ok, np.ones(len(rows), bool)):
@@ -225,9 +219,9 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
         f_x = extractor(x_)
         loss = ((f_x.mean(0) - f_t) ** 2).sum() / (f_t ** 2).sum()
         if ensemble:
-            g_loss = F.relu(guard_margin - _margin(guard(x_), y_b))
+            g_loss = F.relu(guard_margin - logit_margin(guard(x_), y_b))
             for g in linear:
-                g_loss = g_loss + F.relu(guard_margin - _margin(g(x_), y_b))
+                g_loss = g_loss + F.relu(guard_margin - logit_margin(g(x_), y_b))
             g_loss = g_loss + F.relu(_knn_gap(x_, ref_X, ref_y, target_class) / ref_X.shape[1] * 10 + 0.1)
             loss = loss + guard_weight * g_loss.mean()
         elif guard_weight > 0:
@@ -242,6 +236,5 @@ def bullseye_polytope(data: Dataset, *, test: Dataset = None, target_idx: int = 
     if rehearse:                         # the attacker's own head, its own initialisation
         head = models.transfer_victim(poisoned, extractor, seed=models.seed_for(rng))
         flips = bool(models.predict(head, test.X[target_idx:target_idx + 1])[0] == target_class)
-        poisoned = poisoned_copy(data, x.numpy(), base_idx, target_idx, target_class, "clean_label",
-                                 {**params, "rehearsal_flips": flips})
+        poisoned = dataclasses.replace(poisoned, params={**params, "rehearsal_flips": flips})
     return poisoned

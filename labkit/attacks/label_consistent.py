@@ -27,6 +27,7 @@ import torch
 from .. import models
 from ..rng import as_rng
 from ..types import Dataset, PoisonedDataset, make_poisoned
+from ._targeted import logit_margin
 from .backdoor import _make_trigger
 
 __all__ = ["label_consistent_backdoor", "stamp_only", "harden"]
@@ -42,12 +43,7 @@ def harden(surrogates: list, X: np.ndarray, label: int, *, eps: float, steps: in
     x = x0.clone()
     for _ in range(int(steps)):
         x.requires_grad_(True)
-        loss = 0.0
-        for net in surrogates:
-            logits = net(x)
-            own = logits.gather(1, y[:, None])[:, 0]
-            other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
-            loss = loss + (other - own).sum()
+        loss = sum(-logit_margin(net(x), y).sum() for net in surrogates)
         grad, = torch.autograd.grad(loss, x)
         x = torch.minimum(torch.maximum(x.detach() + eps / 4 * grad.sign(), lo), hi)
     return x.numpy().astype(np.float32)
