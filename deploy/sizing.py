@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server sizing from the load test's measurements (standard library only).
 
-    python3 deploy/sizing.py deploy/results/hub_load_n8.jsonl [--bench instructor/timings.json]
+    python3 deploy/sizing.py deploy/results/hub_load_n30.jsonl [--bench instructor/timings.json]
         [--z2jh deploy/z2jh/config.yaml]
 
 Prints a markdown table for 20, 30 and 50 learners on one server, and (with ``--z2jh``) writes
