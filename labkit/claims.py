@@ -142,6 +142,10 @@ CLAIMS: tuple = (
     Claim("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
           {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
         **AFTER}, defence="deep_knn"),
+    Claim("l3_forensics", 3, "poison forensics against the bullseye: traced from the target and its right label",
+          "clean_label", {**DET, "base_class_flagged": "detection.poison_class_flag_rate",
+                          "flagged_without_attack": "extra.flagged_without_attack", "success": "attack_success",
+                          **AFTER}, defence="forensics"),
     *(Claim(f"l3_bullseye_{defence}", 3, f"{defence.replace('_', ' ')} (lesson 2's backdoor defence) against the "
             "bullseye's clump", "clean_label",
             {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success", **AFTER},

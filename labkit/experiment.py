@@ -301,18 +301,27 @@ class DetectorView:
     ground truth) and the model it may inspect. :meth:`inputs` computes the arrays a
     detector asks for (:data:`labkit.registry.NEEDS`): ``"pixels"`` (flattened images),
     ``"features"`` (the model's penultimate activations, as the scenario defines them) or
-    ``"gradients"`` (per-sample gradients of the inspected model's head)."""
+    ``"gradients"`` (per-sample gradients of the inspected model's head). ``incident``:
+    the inputs an incident report names and their right labels (a targeted attack's targets,
+    which the defender learns about when they go wrong), for detectors that trace one."""
 
-    def __init__(self, data: Dataset, *, features: Callable, inspected: Callable, signed: Optional[dict] = None):
+    def __init__(self, data: Dataset, *, features: Callable, inspected: Callable, signed: Optional[dict] = None,
+                 incident: Optional[Dataset] = None):
         self.data, self.labels, self.n_classes = data, data.y, data.n_classes
         self._features, self._inspected = features, inspected
         self.signed = signed or {}      # the defender's signed manifest and key, where the scenario has them
+        self.incident = incident
 
     @classmethod
-    def of_trial(cls, ctx: Context, t: Trial) -> "DetectorView":
-        sc, st, victim = ctx.scenario, ctx.setting, t.victim
-        return cls(t.train_set.as_dataset(), features=lambda X: sc.features(st, victim, X),
-                   inspected=lambda: sc.inspected(st, victim), signed=st.extras.get("signed"))
+    def of_trial(cls, ctx: Context, t: Trial, *, clean: bool = False) -> "DetectorView":
+        """The defender's view of trial ``t``; ``clean=True``: the same view of the clean
+        training set and the model trained on it (what the detector flags without an attack)."""
+        sc, st = ctx.scenario, ctx.setting
+        victim = ctx.baseline if clean else t.victim
+        idx = t.poisoned.target_idx
+        incident = None if idx is None else ctx.test.subset(np.atleast_1d(idx))
+        return cls(ctx.train if clean else t.train_set.as_dataset(), features=lambda X: sc.features(st, victim, X),
+                   inspected=lambda: sc.inspected(st, victim), signed=st.extras.get("signed"), incident=incident)
 
     def inputs(self, needs: str) -> np.ndarray:
         if needs == "pixels":
@@ -335,6 +344,11 @@ class DetectorView:
         missing = [k for k in ("manifest", "key") if k in takes and k not in optional]
         if missing:
             raise ValueError(f"{dspec.name} needs a signed manifest, which this scenario does not keep")
+        if "incident_features" in takes:
+            if self.incident is None:
+                raise ValueError(f"{dspec.name} traces an incident: it needs the input that went wrong, "
+                                 "which only targeted attacks name")
+            optional.update(incident_features=self._features(self.incident.X), incident_labels=self.incident.y)
         return dspec.fn(self.inputs(dspec.needs), self.labels, **optional, **settings)
 
 
@@ -372,7 +386,13 @@ class Defended:
 def _detector(dspec: DefenceSpec, ctx: Context, t: Trial, settings: dict, rng):
     view = DetectorView.of_trial(ctx, t)
     det = view.detect(dspec, settings, rng)
-    return ctx.scenario.victim(ctx.setting, repair(view.data, det, dspec.repair), ctx.seed + t.i), det, {}
+    extra = {}
+    if "incident_features" in inspect.signature(dspec.fn).parameters and ctx.baseline is not None:
+        # evaluation: the same incident traced in the clean training set (what it costs without an attack)
+        on_clean = DetectorView.of_trial(ctx, t, clean=True).detect(dspec, settings, copy.deepcopy(rng))
+        extra = {"flagged_without_attack": float(on_clean.flagged.mean()),
+                 "rows_flagged_without_attack": int(on_clean.flagged.sum())}
+    return ctx.scenario.victim(ctx.setting, repair(view.data, det, dspec.repair), ctx.seed + t.i), det, extra
 
 
 def _training(dspec, ctx, t, settings, rng):
@@ -495,6 +515,10 @@ def measure(ctx: Context, *, defence: Optional[str] = None, defence_params: Opti
             vals = [r.get(k) for r in reports if r.get(k) is not None and not np.isnan(r.get(k))]
             detection[k] = float(np.mean(vals)) if vals else None
     extra = dict(rows[0].get("extra", {})) if len(rows) == 1 else {}
+    if len(rows) > 1 and defended:
+        # the defence's own numbers (e.g. what a detector flags without an attack): means over trials
+        extra.update({k: _mean([d.extra for d in defended], k) for k, v in defended[0].extra.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)})
     if ctx.scenario.targeted:
         extra["trials"] = [{k: v for k, v in r.items() if k != "extra"} for r in rows]
         rehearsed = [t.poisoned.params.get("rehearsal_flips") for t in trials]

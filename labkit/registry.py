@@ -67,6 +67,7 @@ from .defences import aggregation
 from .defences.activation_clustering import activation_clustering
 from .defences.confident_learning import confident_learning
 from .defences.deep_knn import deep_knn
+from .defences.forensics import trace_incident
 from .defences.dp_sgd import clip_and_noise
 from .defences.dpa import certified_accuracy, dpa
 from .defences.feature_outliers import feature_outliers
@@ -189,9 +190,10 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
        ("spectral_signature", "activation_clustering", "strip", "augmentation"), takes=("progress",),
        control=stamp_only, clean_label=True),
     _A("clean_label", bullseye_polytope, "transfer", "correctly labelled poisons around one target (bullseye polytope)",
-       ("deep_knn", "feature_outliers", "activation_clustering", "spectral_signature", "augmentation"), takes=(*_TARGETED, "extractor", "guard")),
+       ("deep_knn", "feature_outliers", "activation_clustering", "spectral_signature", "forensics", "augmentation"),
+       takes=(*_TARGETED, "extractor", "guard")),
     _A("feature_collision", collide_features, "transfer", "Poison Frogs: poisons whose features collide with one target",
-       ("deep_knn", "feature_outliers", "augmentation"), takes=(*_TARGETED, "extractor")),
+       ("deep_knn", "feature_outliers", "forensics", "augmentation"), takes=(*_TARGETED, "extractor")),
     _A("gradient_matching", match_gradients, "finetune", "Witches' Brew: poisons whose gradient matches the target's",
        ("dp_sgd", "gradient_audit"), takes=(*_TARGETED, "surrogates", "guards", "batch_clean", "progress", "history")),
     _A("federated", malicious_clients, "federated", "malicious clients send crafted updates (sign flipping, scaling, ALIE)",
@@ -227,6 +229,9 @@ DEFENCES: dict[str, DefenceSpec] = {s.name: s for s in (
        report=strip_report),
     _D("deep_knn", "detector", deep_knn, "drop rows whose label disagrees with most of their k neighbours in feature space",
        needs="features"),
+    _D("forensics", "detector", trace_incident,
+       "given one input the model got wrong and its right label: drop rows of other classes nearer to it "
+       "in feature space than to their own class", needs="features"),
     _D("feature_outliers", "detector", feature_outliers, "drop, per class, the rows farthest from the class centre",
        needs="features"),
     _D("onion", "detector", onion, "drop paragraphs holding words a clean reference language model finds least likely (ONION)",

@@ -12,6 +12,7 @@ from labkit.lessons import l03
 from labkit.contracts import check_attack, check_detector
 from labkit.defences.deep_knn import deep_knn
 from labkit.defences.feature_outliers import class_distance_scores, feature_outliers
+from labkit.defences.forensics import trace_incident
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,17 @@ def test_bad_settings_raise_early(digits, setting):
 
 
 @pytest.fixture(scope="module")
-def bullseye_run():
-    """The registered experiment with its defaults on development seed 0, 5 targets, deep k-NN
-    (the reported figures, on other seeds, are in benchmarks/RESULTS.md)."""
-    return lk.run("clean_label", defence="deep_knn", seed=0, params={"n_targets": 5})
+def bullseye_trials():
+    """The registered experiment with its defaults on development seed 0, 5 targets (the
+    reported figures, on other seeds, are in benchmarks/RESULTS.md)."""
+    ctx = lk.experiment.prepare("clean_label", seed=0, params={"n_targets": 5})
+    return ctx, [lk.experiment.trial(ctx, i) for i in range(ctx.n_trials)]
+
+
+@pytest.fixture(scope="module")
+def bullseye_run(bullseye_trials):
+    ctx, trials = bullseye_trials
+    return lk.experiment.measure(ctx, defence="deep_knn", trials=trials)
 
 
 def test_working_technique_beats_control_and_stays_honest(bullseye_run):
@@ -109,6 +117,48 @@ def test_deep_knn_is_partial_against_bullseye(bullseye_run):
     assert 0.2 <= det["recall"] <= 0.6
     assert det["auroc"] >= 0.75
     assert det["poison_class_flag_rate"] <= 0.17
+
+
+def test_forensics_traces_the_clump_from_the_incident(bullseye_trials, bullseye_run):
+    # Given only the input that went wrong and its right label, the rows of other classes
+    # nearer to it than to their own class are the poisons; retraining without them undoes
+    # the attack at little cost, and the same trace without an attack flags few rows.
+    ctx, trials = bullseye_trials
+    r = lk.experiment.measure(ctx, defence="forensics", trials=trials)
+    assert r.attack_success > 0                          # there was something to undo
+    assert r.detection["recall"] >= 0.8
+    assert r.detection["poison_class_flag_rate"] <= 0.1
+    assert r.attack_success_defended <= 0.1
+    assert r.clean_accuracy_defended >= r.clean_accuracy - 0.02
+    assert r.extra["flagged_without_attack"] <= 0.03
+    assert r.detection["recall"] >= bullseye_run.detection["recall"] + 0.2      # where deep k-NN is partial
+
+
+def test_trace_incident_hand_worked():
+    feats = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0], [4.9, 5.1], [0.3, 0.1], [1.0, 9.0]])
+    labels = np.array([0, 0, 1, 1, 1, 1, 2])
+    det = trace_incident(feats, labels, incident_features=[[0.1, 0.0]], incident_labels=[0])
+    # row 5, a "1" among the 0s: its class median is (4.95, 5.0); rows of the reported label score 0
+    assert det.flagged.tolist() == [False, False, False, False, False, True, False]
+    assert det.scores[0] == det.scores[1] == 0.0
+    assert det.scores[5] == pytest.approx(np.hypot(4.65, 4.9) / np.hypot(0.2, 0.1))
+    assert det.scores[6] == 0.0                        # a class of one row is its own centre
+    # two incidents: a row keeps its highest score
+    two = trace_incident(feats, labels, incident_features=[[0.1, 0.0], [5.0, 5.0]], incident_labels=[0, 1])
+    assert two.flagged[5] and np.all(two.scores >= det.scores)
+    check_detector(trace_incident, feats, labels, incident_features=[[0.1, 0.0]], incident_labels=[0])
+
+
+def test_trace_incident_refuses_what_it_cannot_trace(digits):
+    feats, labels = np.zeros((4, 3)), np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="incidents"):
+        trace_incident(feats, labels, incident_features=np.zeros((1, 2)), incident_labels=[0])
+    with pytest.raises(ValueError, match="incidents"):
+        trace_incident(feats, labels, incident_features=np.zeros((2, 3)), incident_labels=[0])
+    with pytest.raises(ValueError, match="does not apply"):
+        lk.run("backdoor", defence="forensics")
+    with pytest.raises(ValueError, match="input that went wrong"):
+        lk.experiment.detect(digits.train, "forensics")
 
 
 def test_ensemble_guard_is_more_honest_than_the_mlp_guard(digits, setting):

@@ -70,13 +70,16 @@ def _detector_inputs(dspec, data, model):
 KEY = b"a reviewer key for the tests only"
 
 
-def _engine_given(dspec, poisoned) -> dict:
-    """What the engine hands a detector besides its inputs: ``n_classes``, ``rng`` and, for a
-    provenance check, a manifest of the clean data signed before the attack (and its key)."""
+def _engine_given(dspec, poisoned, inputs) -> dict:
+    """What the engine hands a detector besides its inputs: ``n_classes``, ``rng``, for a
+    provenance check a manifest of the clean data signed before the attack (and its key), and
+    for a traceback an incident report (here: two rows' features and their clean labels)."""
     takes = lk.registry.settings_of(dspec.fn)
     given = {"n_classes": poisoned.n_classes, "rng": 0}
     if "manifest" in takes:
         given.update(manifest=create_manifest(poisoned.clean, key=KEY, source="tests", created="2026-01-01"), key=KEY)
+    if "incident_features" in takes:
+        given.update(incident_features=inputs[-2:], incident_labels=poisoned.clean.y[-2:])
     return {k: v for k, v in given.items() if k in takes}
 
 
@@ -85,7 +88,7 @@ def test_every_detector_meets_the_contract(name, tiny_poisoned):
     dspec = DEFENCES[name]
     poisoned, model = tiny_poisoned[dspec.needs == "words"]
     inputs = _detector_inputs(dspec, poisoned, model)
-    extra = _engine_given(dspec, poisoned)
+    extra = _engine_given(dspec, poisoned, inputs)
     check_detector(dspec.fn, inputs, poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
 
 
@@ -98,7 +101,7 @@ def test_no_detector_reads_the_ground_truth(name, tiny_poisoned):
     scrambled = lk.types.make_poisoned(poisoned.clean, X=poisoned.X, y=poisoned.y,
                                        idx=np.random.default_rng(1).choice(len(poisoned), 7, replace=False),
                                        attack="scrambled", params={})
-    extra = _engine_given(dspec, poisoned)
+    extra = _engine_given(dspec, poisoned, _detector_inputs(dspec, poisoned, model))
     a = dspec.fn(_detector_inputs(dspec, poisoned, model), poisoned.y, **extra, **TINY_DEFENCE.get(name, {}))
     b = dspec.fn(_detector_inputs(dspec, scrambled, model), scrambled.y, **extra, **TINY_DEFENCE.get(name, {}))
     np.testing.assert_array_equal(a.scores, b.scores)

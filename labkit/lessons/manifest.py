@@ -152,7 +152,7 @@ LESSONS: tuple = (
     Lesson(
         3, "clean_label", "Clean-label poisoning",
         attack="feature collision, and a clean-label technique that works at workshop scale",
-        defences="deep k-NN, feature-space filtering",
+        defences="deep k-NN, feature-space filtering, poison forensics",
         objectives=(
             "explain how a handful of *correctly labelled*, barely changed images can make a model "
             "misread one chosen test image (a targeted, clean-label attack), and why an auditor "
@@ -162,7 +162,8 @@ LESSONS: tuple = (
             "measure success honestly: many targets, a random-perturbation control of the same size, "
             "and a check that an independent classifier still reads every poison as its own label",
             "run deep k-NN (Peri et al. 2020) and lesson 2's feature-space detectors against the "
-            "poisons, and explain when they catch them and when they miss them",
+            "poisons, and explain when they catch them and when they miss them; trace one wrong "
+            "prediction back to the poisons behind it (poison forensics) and say what it needs",
             "plant a backdoor whose labels are all correct (label-consistent, Turner et al. 2019) and "
             "say which of lesson 2's defences still see it",
         ),
