@@ -30,7 +30,7 @@ __all__ = ["panel", "label_flip_explorer", "backdoor_explorer", "backdoor_defenc
 #: The widgets' lower-cost settings (the lessons' defaults are larger).
 WIDGET_COST = {"epochs": 30,               # victims of lessons 1-2 (lesson default: 100)
                "craft_steps": 60,          # lesson 3 bullseye / collision (lesson: 150 / 200)
-               "match_steps": 40,          # lesson 4 gradient matching (lesson widget: 60)
+               "match_steps": 40,          # lesson 4 gradient matching (lesson: 200)
                "federated_rounds": 10,     # lesson 4 federated rounds (lesson: 20)
                "nc_steps": 100}            # lesson 9 Neural Cleanse trigger search (lesson: 300)
 
