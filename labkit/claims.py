@@ -139,6 +139,12 @@ CLAIMS: tuple = (
     Claim("l3_bullseye", 3, "bullseye polytope with an ensemble label guard, 30 poisons, eps 0.25", "clean_label",
           {**TARGETED, **CHECKS, "attackable_share": "extra.attackable_share",
            "success_attackable": "extra.success_attackable"}, quick=True),
+    *(Claim(f"l3_bullseye_tradeoff_{name}", 3, f"bullseye, 30 poisons, eps 0.25, {desc}: success against label honesty",
+            "clean_label", TARGETED, params=params)
+      for name, desc, params in (("no_guard", "no label guard", {"guard_weight": 0.0}),
+                                 ("mlp_guard", "the attacker's own pixel MLP as the only guard", {"label_guard": "mlp"}),
+                                 ("margin_0", "ensemble guard at margin 0", {"guard_margin": 0.0}),
+                                 ("margin_2", "ensemble guard at margin 2", {"guard_margin": 2.0}))),
     Claim("l3_deep_knn", 3, "deep k-NN against the bullseye", "clean_label",
           {**DET, "base_class_flagged": "detection.poison_class_flag_rate", "success": "attack_success",
         **AFTER}, defence="deep_knn"),

@@ -134,6 +134,14 @@ def test_forensics_traces_the_clump_from_the_incident(bullseye_trials, bullseye_
     assert r.detection["recall"] >= bullseye_run.detection["recall"] + 0.2      # where deep k-NN is partial
 
 
+def test_the_label_guard_buys_honesty_with_success(bullseye_run):
+    # the lesson's trade-off curve, on development seed 0: without a guard the poisons flip
+    # at least as many targets but the held-out checkers misread many of them
+    bare = lk.run("clean_label", seed=0, params={"n_targets": 5, "guard_weight": 0.0})
+    assert bare.attack_success >= bullseye_run.attack_success
+    assert bare.label_consistency < 0.8 and bullseye_run.label_consistency >= 0.9
+
+
 def test_trace_incident_hand_worked():
     feats = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0], [4.9, 5.1], [0.3, 0.1], [1.0, 9.0]])
     labels = np.array([0, 0, 1, 1, 1, 1, 2])
