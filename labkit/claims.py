@@ -178,6 +178,9 @@ CLAIMS: tuple = (
           quick=True),
     Claim("l4_dp_sgd", 4, "DP-SGD (clip 1, noise 0.5) against gradient matching", "gradient_matching",
           {"success": "attack_success", **AFTER}, defence="dp_sgd"),
+    Claim("l4_forensics", 4, "poison forensics (lesson 3) against gradient matching: traced from the target and its "
+          "right label", "gradient_matching", {**DET, "flagged_without_attack": "extra.flagged_without_attack",
+                                               "success": "attack_success", **AFTER}, defence="forensics"),
     Claim("l4_gradient_audit", 4, "gradient audit of the fine-tuning batch (robust threshold 3)", "gradient_matching",
           {**DET, "auroc": "detection.auroc", **AFTER}, defence="gradient_audit"),
     *(Claim(f"l4_gm_stronger{'_' + d if d else ''}", 4,

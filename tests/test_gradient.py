@@ -196,6 +196,15 @@ def test_gradient_matching_beats_noise_control_with_clean_labels(audited):
     np.testing.assert_array_equal(p.y, p.clean.y)
 
 
+def test_forensics_does_not_find_gradient_matching_poisons(audited):
+    # lesson 3's trace looks for poisons that sit next to the target in feature space;
+    # gradient-matching poisons act through their gradient, from anywhere in their class
+    ctx = lk.experiment.prepare("gradient_matching", seed=0)
+    r = lk.experiment.measure(ctx, defence="forensics", trials=audited.trials)
+    assert r.detection["recall"] <= 0.2
+    assert r.extra["flagged_without_attack"] <= 0.03
+
+
 STRONGER = {"guard": False, "keep_label": 0.2, "bases": "aligned"}
 
 
@@ -203,10 +212,12 @@ def test_the_stronger_setting_floors_on_development_seeds():
     """With a light label penalty, no linear guard and bases the deployed gradient already
     favours, half the targets flip on average; random noise on the same rows almost never
     does; the held-out checkers (the out-of-family one too) still read the poisons as their
-    label; fine-tuning on the batch costs at most 4 points of accuracy against the noise."""
+    label; fine-tuning on the batch costs at most 4 points of accuracy against the noise.
+    Ten targets per seed, as in the reported claims: with five, one target that noise happens
+    to flip moves the control by 0.04 and the floor reads the sample, not the attack."""
     from labkit.claims import DEV_SEEDS
 
-    runs = [lk.run("gradient_matching", seed=s, params={"n_targets": 5, **STRONGER}) for s in DEV_SEEDS]
+    runs = [lk.run("gradient_matching", seed=s, params=STRONGER) for s in DEV_SEEDS]
     assert np.mean([r.attack_success for r in runs]) >= 0.45
     assert np.mean([r.control_success for r in runs]) <= 0.1
     assert min(r.label_consistency for r in runs) >= 0.9
