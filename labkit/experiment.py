@@ -344,7 +344,7 @@ class DetectorView:
         missing = [k for k in ("manifest", "key") if k in takes and k not in optional]
         if missing:
             raise ValueError(f"{dspec.name} needs a signed manifest, which this scenario does not keep")
-        if "incident_features" in takes:
+        if dspec.traces_incident:
             if self.incident is None:
                 raise ValueError(f"{dspec.name} traces an incident: it needs the input that went wrong, "
                                  "which only targeted attacks name")
@@ -387,7 +387,7 @@ def _detector(dspec: DefenceSpec, ctx: Context, t: Trial, settings: dict, rng):
     view = DetectorView.of_trial(ctx, t)
     det = view.detect(dspec, settings, rng)
     extra = {}
-    if "incident_features" in inspect.signature(dspec.fn).parameters and ctx.baseline is not None:
+    if dspec.traces_incident and ctx.baseline is not None:
         # evaluation: the same incident traced in the clean training set (what it costs without an attack)
         on_clean = DetectorView.of_trial(ctx, t, clean=True).detect(dspec, settings, copy.deepcopy(rng))
         extra = {"flagged_without_attack": float(on_clean.flagged.mean()),

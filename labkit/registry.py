@@ -168,8 +168,14 @@ class DefenceSpec:
             raise ValueError(f"{self.name}: unknown repair {self.repair!r}")
 
     @property
+    def traces_incident(self) -> bool:
+        """True for detectors that start from a reported input (``incident_features``)."""
+        return "incident_features" in inspect.signature(self.fn).parameters
+
+    @property
     def settings(self) -> dict:
-        skip = ("n_classes", "rng", "gen", "manifest", "key")     # given by the engine, not settings
+        skip = ("n_classes", "rng", "gen", "manifest", "key",      # given by the engine, not settings
+                "incident_features", "incident_labels")
         extra = {"n_clean": N_CLEAN} if self.kind == "model_repair" else {}
         return {**settings_of(self.fn, skip=skip), **extra}
 

@@ -167,6 +167,7 @@ def test_trace_incident_refuses_what_it_cannot_trace(digits):
         lk.run("backdoor", defence="forensics")
     with pytest.raises(ValueError, match="input that went wrong"):
         lk.experiment.detect(digits.train, "forensics")
+    assert lk.registry.get_defence("forensics").settings == {}     # the incident comes from the engine
 
 
 def test_ensemble_guard_is_more_honest_than_the_mlp_guard(digits, setting):

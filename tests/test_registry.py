@@ -78,7 +78,7 @@ def _engine_given(dspec, poisoned, inputs) -> dict:
     given = {"n_classes": poisoned.n_classes, "rng": 0}
     if "manifest" in takes:
         given.update(manifest=create_manifest(poisoned.clean, key=KEY, source="tests", created="2026-01-01"), key=KEY)
-    if "incident_features" in takes:
+    if dspec.traces_incident:
         given.update(incident_features=inputs[-2:], incident_labels=poisoned.clean.y[-2:])
     return {k: v for k, v in given.items() if k in takes}
 

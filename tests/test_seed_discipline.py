@@ -33,7 +33,7 @@ def _sources():
     for path in sorted([*ROOT.glob("labkit/**/*.py"), *ROOT.glob("tests/*.py"),
                         *ROOT.glob("instructor/*.py")]):
         rel = path.relative_to(ROOT).as_posix()
-        if rel not in ALLOWED and path.name != "test_seed_discipline.py":
+        if rel not in ALLOWED:
             yield rel, path.read_text()
     for path in sorted(ROOT.glob("notebooks/*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
@@ -41,12 +41,14 @@ def _sources():
 
 
 def test_the_rule_catches_what_it_should():
-    planted = '''
-    r = lk.run("backdoor", seed=100)
-    SEEDS = (100, 101, 102)
-    main(["reproduce", "--seeds", "105"])
-    """Floors measured on reporting seeds 100-104."""
-    model = train(data, seed=seed + 109)
+    # the leaks are built from the definition, so this file names no reporting seed either
+    first, *_, last = claims.REPORTING_SEEDS
+    planted = f'''
+    r = lk.run("backdoor", seed={first})
+    SEEDS = {claims.REPORTING_SEEDS[:3]}
+    main(["reproduce", "--seeds", "{claims.REPORTING_SEEDS[5]}"])
+    """Floors measured on reporting seeds {first}-{claims.REPORTING_SEEDS[4]}."""
+    model = train(data, seed=seed + {last})
     '''
     assert len(leaks(planted)) == 5
     fine = '''
